@@ -47,8 +47,8 @@ func DecodeToken(tok string) (string, error) {
 	if tok == "=" {
 		return "", nil
 	}
-	if strings.IndexByte(tok, '=') < 0 {
-		return tok, nil
+	if tok == "" {
+		return "", errBadToken
 	}
 	out := make([]byte, 0, len(tok))
 	for i := 0; i < len(tok); i++ {
