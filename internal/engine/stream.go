@@ -135,3 +135,33 @@ func (e *Engine) OpenStream(ctx context.Context, name string) (*Stream, error) {
 	}
 	return &Stream{e: e, st: st}, nil
 }
+
+// Ack is the engine's pending acknowledgement of an asynchronous publish.
+type Ack struct {
+	f jetstream.PubAckFuture
+}
+
+// Wait returns the stored message's sequence once the engine has stored it, or the error that
+// prevented it, or ctx's error.
+func (a Ack) Wait(ctx context.Context) (uint64, error) {
+	select {
+	case ack := <-a.f.Ok():
+		return ack.Sequence, nil
+	case err := <-a.f.Err():
+		return 0, mapErr(err)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// PublishAsync appends data under subject without waiting; the returned [Ack] says when it is
+// stored. Many publishes in flight at once share round trips, which is how telemetry reaches high
+// rates while still acknowledging each message only once it is durable. When too many publishes
+// are in flight it waits up to a short stall time, then fails.
+func (e *Engine) PublishAsync(subject string, data []byte, header map[string][]string) (Ack, error) {
+	f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data, Header: nats.Header(header)})
+	if err != nil {
+		return Ack{}, mapErr(err)
+	}
+	return Ack{f: f}, nil
+}
