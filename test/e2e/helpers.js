@@ -92,7 +92,8 @@ function parseLegacyErrorBody(err) {
 
 /**
  * Awaits `promise`, asserts that it rejects with an SDK error of class `ErrorClass`, and checks
- * the HTTP status and, if given, the IoT Hub error name (header and legacy body). Returns the error.
+ * the HTTP status and, if given, the IoT Hub error name (header and legacy body; `code` may be a
+ * list of acceptable names). Returns the error.
  */
 async function expectHttpError(promise, ErrorClass, { status, code } = {}) {
   let err;
@@ -113,8 +114,11 @@ async function expectHttpError(promise, ErrorClass, { status, code } = {}) {
     assert.equal(err.response.statusCode, status, describeHttp(err));
   }
   if (code !== undefined) {
-    assert.equal(err.response.headers['iothub-errorcode'], code, `iothub-errorcode header; ${describeHttp(err)}`);
-    assert.equal(parseLegacyErrorBody(err).code, code, `ErrorCode in body; ${describeHttp(err)}`);
+    // `code` is one error name, or a list of acceptable names.
+    const allowed = Array.isArray(code) ? code : [code];
+    const header = err.response.headers['iothub-errorcode'];
+    assert.ok(allowed.includes(header), `iothub-errorcode header should be ${allowed.join(' or ')}; ${describeHttp(err)}`);
+    assert.equal(parseLegacyErrorBody(err).code, header, `ErrorCode in body should match the header; ${describeHttp(err)}`);
   }
   return err;
 }
