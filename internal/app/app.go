@@ -1,0 +1,66 @@
+// Package app is the roost command: it parses the command line, wires the hub's packages
+// together for `roost serve`, and runs the client commands that manage a hub over its REST API.
+//
+// It is the only package that sees everything; cmd/roost only calls [Run].
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Version is set at build time with -ldflags "-X github.com/roost-iot/roost/internal/app.Version=...".
+var Version = "dev"
+
+const usage = `roost — a self-hosted IoT hub that speaks Azure IoT Hub's protocols
+
+Usage:
+  roost serve [flags]                  run the hub (see roost serve --help)
+  roost connection-string [flags]      print a service or device connection string
+  roost ca-cert [flags]                print the hub's CA certificate (PEM)
+  roost device <command> [flags]       manage device identities (create, list, show, update,
+                                       delete, enable, disable, keys)
+  roost sas-token [flags]              make a SAS token for a device, module or policy
+  roost errors [explain <code|name>]   list IoT Hub error codes, or explain one
+  roost version                        print the version
+
+Client commands find the hub through --connection-string, ROOST_CONNECTION_STRING, or the
+local data dir of a running 'roost serve' (--data-dir, default ./roost-data).
+`
+
+// Run runs the roost command with args (without the program name) and returns the exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "connection-string":
+		return runConnectionString(ctx, rest, stdout, stderr)
+	case "ca-cert":
+		return runCACert(rest, stdout, stderr)
+	case "device", "devices":
+		return runDevice(ctx, rest, stdout, stderr)
+	case "sas-token":
+		return runSASToken(ctx, rest, stdout, stderr)
+	case "errors", "error":
+		return runErrors(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "roost", Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "roost: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
