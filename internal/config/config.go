@@ -37,6 +37,11 @@ type Config struct {
 	TLSCert, TLSKey string
 	// HTTPSAddr is where the HTTPS listener binds (REST and WebSockets).
 	HTTPSAddr string
+	// MQTTAddr is where the MQTT-over-TLS listener binds. Empty disables it.
+	MQTTAddr string
+	// NodeID names this node among the nodes sharing an engine. Empty means the id kept in the
+	// data dir (made on first start).
+	NodeID string
 	// AdminAddr is where the plain-HTTP admin listener binds (/healthz, /metrics, /errors).
 	// Empty disables it.
 	AdminAddr string
@@ -65,6 +70,7 @@ func Default() Config {
 		DataDir:       "./roost-data",
 		HostName:      "localhost",
 		HTTPSAddr:     ":443",
+		MQTTAddr:      ":8883",
 		AdminAddr:     "127.0.0.1:8080",
 		Replicas:      1,
 		Sync:          "interval",
@@ -116,6 +122,10 @@ func settings() []setting {
 	add(mk("tls-key", "PEM key file for --tls-cert", s, g))
 	s, g = str(func(c *Config) *string { return &c.HTTPSAddr })
 	add(mk("https-addr", "host:port of the HTTPS listener (REST, WebSockets)", s, g))
+	s, g = str(func(c *Config) *string { return &c.MQTTAddr })
+	add(mk("mqtt-addr", "host:port of the MQTT-over-TLS listener; empty disables it", s, g))
+	s, g = str(func(c *Config) *string { return &c.NodeID })
+	add(mk("node-id", "this node's name among nodes sharing a NATS cluster (default: kept in the data dir)", s, g))
 	s, g = str(func(c *Config) *string { return &c.AdminAddr })
 	add(mk("admin-addr", "host:port of the plain-HTTP admin listener; empty disables it", s, g))
 	s, g = list(func(c *Config) *[]string { return &c.NATSURLs })
@@ -296,8 +306,8 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert", "--tls-cert and --tls-key must be given together")
 	}
-	for _, a := range []struct{ name, addr string }{{"https-addr", c.HTTPSAddr}, {"admin-addr", c.AdminAddr}} {
-		if a.addr == "" && a.name == "admin-addr" {
+	for _, a := range []struct{ name, addr string }{{"https-addr", c.HTTPSAddr}, {"mqtt-addr", c.MQTTAddr}, {"admin-addr", c.AdminAddr}} {
+		if a.addr == "" && a.name != "https-addr" {
 			continue
 		}
 		if _, port, err := net.SplitHostPort(a.addr); err != nil {

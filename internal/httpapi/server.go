@@ -38,6 +38,8 @@ type Config struct {
 	MaxBody int64
 	// MaxBulkBody is the largest bulk registry body, in bytes. Zero means 2 MiB.
 	MaxBulkBody int64
+	// WebSocket, when set, serves /$iothub/websocket (MQTT over WebSockets).
+	WebSocket http.Handler
 }
 
 // API is the HTTPS request handler.
@@ -110,6 +112,10 @@ func (a *API) route(pattern string, need auth.Right, category, operation string,
 
 // ServeHTTP serves the REST API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.WebSocket != nil && r.URL.Path == "/$iothub/websocket" {
+		a.cfg.WebSocket.ServeHTTP(w, r)
+		return
+	}
 	h, pattern := a.mux.Handler(r)
 	if pattern == "" {
 		// The mux answers unknown paths and wrong methods in plain text; IoT Hub answers in its
