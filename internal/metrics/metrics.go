@@ -1,0 +1,66 @@
+// Package metrics holds the hub's Prometheus metrics, named after IoT Hub's platform metrics
+// (spec/diagnostics.md section 2) with dots turned into underscores and a roost_ prefix:
+// d2c.telemetry.ingress.success becomes roost_d2c_telemetry_ingress_success_total.
+//
+// Metrics live on a registry that [New] makes, never on the global one, so tests and several
+// hubs in one process do not collide. The admin listener serves them at /metrics.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the hub's counters and gauges.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// ConnectedDevices is connectedDeviceCount: device and module connections held by this node.
+	ConnectedDevices prometheus.Gauge
+	// TelemetryAttempts is d2c.telemetry.ingress.allProtocol: telemetry messages devices tried to send.
+	TelemetryAttempts prometheus.Counter
+	// TelemetrySuccess is d2c.telemetry.ingress.success: telemetry messages stored.
+	TelemetrySuccess prometheus.Counter
+	// ConnectionErrors counts failed or dropped device connections by IoT Hub error code.
+	ConnectionErrors *prometheus.CounterVec
+	// OperationErrors counts failed operations by diagnostic category and error code.
+	OperationErrors *prometheus.CounterVec
+}
+
+// New makes the metrics on a fresh registry, with Go runtime and process metrics.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		ConnectedDevices: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "roost_connected_device_count",
+			Help: "Device and module connections held by this node (IoT Hub connectedDeviceCount).",
+		}),
+		TelemetryAttempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roost_d2c_telemetry_ingress_all_protocol_total",
+			Help: "Telemetry messages devices tried to send (IoT Hub d2c.telemetry.ingress.allProtocol).",
+		}),
+		TelemetrySuccess: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "roost_d2c_telemetry_ingress_success_total",
+			Help: "Telemetry messages stored durably (IoT Hub d2c.telemetry.ingress.success).",
+		}),
+		ConnectionErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roost_connection_errors_total",
+			Help: "Device connections refused or dropped with an error, by IoT Hub error code.",
+		}, []string{"code"}),
+		OperationErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "roost_operation_errors_total",
+			Help: "Failed operations by diagnostic category and IoT Hub error code.",
+		}, []string{"category", "code"}),
+	}
+	reg.MustRegister(m.ConnectedDevices, m.TelemetryAttempts, m.TelemetrySuccess, m.ConnectionErrors, m.OperationErrors,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
