@@ -51,6 +51,7 @@ func (h *Hub) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	mux.Handle("GET /metrics", h.Metrics.Handler())
 	mux.HandleFunc("GET /errors", func(w http.ResponseWriter, r *http.Request) {
 		all := errcode.All()
 		out := make([]errorJSON, 0, len(all))

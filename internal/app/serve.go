@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,10 +24,35 @@ import (
 	"github.com/roost-iot/roost/internal/config"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
+	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/httpapi"
+	"github.com/roost-iot/roost/internal/metrics"
+	"github.com/roost-iot/roost/internal/mqtt"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
+	"github.com/roost-iot/roost/internal/telemetry"
 )
+
+// nodeID returns the configured node id, or the one kept in the data dir (made on first start),
+// so a node keeps its name across restarts and can clear the connections it left behind.
+func nodeID(cfg config.Config) (string, error) {
+	if cfg.NodeID != "" {
+		return cfg.NodeID, nil
+	}
+	path := filepath.Join(cfg.DataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var rb [6]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return "", err
+	}
+	id := "node-" + hex.EncodeToString(rb[:])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return id, nil
+}
 
 // Hub is a running Roost node: its engine, domain services and listeners.
 type Hub struct {
@@ -34,7 +62,12 @@ type Hub struct {
 	Policies  *auth.Store
 	Diag      *diag.Writer
 	TLS       *certs.Material
+	Metrics   *metrics.Metrics
+	Telemetry *telemetry.Pipeline
+	MQTT      *mqtt.Server
+	NodeID    string
 	HTTPSAddr string // the bound address, useful with port 0
+	MQTTAddr  string
 	AdminAddr string
 
 	log     *slog.Logger
@@ -87,7 +120,21 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if err != nil {
 		return nil, err
 	}
-	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{}); err != nil {
+	h.Metrics = metrics.New()
+	if h.NodeID, err = nodeID(cfg); err != nil {
+		return nil, err
+	}
+	// The registry closes a disabled or deleted device's connections through the MQTT server,
+	// which starts later.
+	revoke := func(dev, mod string, code errcode.Code, msg string) {
+		if h.MQTT != nil {
+			_ = h.MQTT.Revoke(dev, mod, code, msg)
+		}
+	}
+	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{Revoke: revoke}); err != nil {
+		return nil, err
+	}
+	if h.Telemetry, err = telemetry.Open(ctx, h.Engine, telemetry.Config{Logger: log}); err != nil {
 		return nil, err
 	}
 	if h.Diag, err = diag.NewWriter(ctx, h.Engine, diag.Config{
@@ -108,7 +155,27 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		return nil, fmt.Errorf("tls: %w", err)
 	}
 
-	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log})
+	if h.MQTT, err = mqtt.New(ctx, mqtt.Config{
+		HostName: cfg.HostName, Engine: h.Engine, Registry: h.Registry, Policies: h.Policies,
+		Telemetry: h.Telemetry, Diag: h.Diag, Metrics: h.Metrics, Logger: log, NodeID: h.NodeID,
+	}); err != nil {
+		return nil, err
+	}
+	if cfg.MQTTAddr != "" {
+		mqttLn, err := listen(cfg.MQTTAddr, "mqtt-addr")
+		if err != nil {
+			return nil, err
+		}
+		h.MQTTAddr = mqttLn.Addr().String()
+		go func() {
+			if err := h.MQTT.Serve(tls.NewListener(mqttLn, h.TLS.Config)); err != nil {
+				h.errc <- err
+			}
+		}()
+	}
+
+	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log,
+		WebSocket: h.MQTT.WebSocketHandler()})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -188,6 +255,11 @@ func (h *Hub) Err() <-chan error { return h.errc }
 // diagnostic records and closes the engine.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	var errs []error
+	if h.MQTT != nil {
+		if err := h.MQTT.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, s := range h.servers {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
@@ -199,6 +271,10 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 func (h *Hub) close() {
+	if h.Telemetry != nil {
+		h.Telemetry.Close()
+		h.Telemetry = nil
+	}
 	if h.Diag != nil {
 		h.Diag.Close()
 		h.Diag = nil
@@ -260,7 +336,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "Roost is ready (%d ms)\n", time.Since(start).Milliseconds())
 	fmt.Fprintf(stdout, "  hub          %s\n", cfg.HostName)
-	fmt.Fprintf(stdout, "  https        %s\n", h.HTTPSAddr)
+	fmt.Fprintf(stdout, "  https        %s  (REST, MQTT over WebSockets at /$iothub/websocket)\n", h.HTTPSAddr)
+	if h.MQTTAddr != "" {
+		fmt.Fprintf(stdout, "  mqtt         %s\n", h.MQTTAddr)
+	}
 	if h.AdminAddr != "" {
 		fmt.Fprintf(stdout, "  admin        http://%s  (/healthz, /errors)\n", h.AdminAddr)
 	}
