@@ -92,8 +92,8 @@ func TestTelemetryRoundTripKeepsEveryProperty(t *testing.T) {
 		ContentType: "application/json", ContentEncoding: "utf-8",
 		OutputName: "out1", InterfaceID: "urn:x:1", ComponentName: "thermostat1", MessageSchema: "s1",
 		CreationTime: now.Add(-time.Minute).Truncate(time.Millisecond), Expiry: now.Add(time.Hour).Truncate(time.Second),
-		Properties: []telemetry.Property{{Name: "b", Value: "2"}, {Name: "a", Value: "1"}, {Name: "b", Value: "3"}},
-		AuthMethod: `{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`,
+		Properties:       []telemetry.Property{{Name: "b", Value: "2"}, {Name: "a", Value: "1"}, {Name: "b", Value: "3"}},
+		AuthMethod:       `{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}`,
 		AuthGenerationID: "638000000000000001", Protocol: "Mqtt",
 	}
 	want := *in
