@@ -63,9 +63,10 @@ type Pipeline struct {
 	streams  []*engine.Stream
 	prefixes []string // per partition: "d2c.<n>."
 
-	mu      sync.Mutex
-	closed  bool
-	readers map[*Reader]struct{}
+	mu            sync.Mutex
+	closed        bool
+	readersClosed bool // CloseReaders was called: no new readers
+	readers       map[*Reader]struct{}
 }
 
 // Open creates the telemetry streams on first use, or checks and opens them, and makes sure the
@@ -229,15 +230,12 @@ func (p *Pipeline) Send(ctx context.Context, m *Message) (Receipt, error) {
 	return pd.Wait(ctx)
 }
 
-// Close ends every open [Reader], waits (up to 10 s) for the messages in flight to be stored,
-// and refuses new ones. It does not close the engine.
-func (p *Pipeline) Close() {
+// CloseReaders ends every open [Reader] (their Next returns [ErrClosed]) and refuses new ones,
+// while messages are still accepted. A node calls it first when it shuts down, so that
+// long-lived event streams end before the listeners wait for their requests to finish.
+func (p *Pipeline) CloseReaders() {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
+	p.readersClosed = true
 	readers := make([]*Reader, 0, len(p.readers))
 	for r := range p.readers {
 		readers = append(readers, r)
@@ -246,6 +244,19 @@ func (p *Pipeline) Close() {
 	for _, r := range readers {
 		r.Close()
 	}
+}
+
+// Close ends every open [Reader], waits (up to 10 s) for the messages in flight to be stored,
+// and refuses new ones. It does not close the engine.
+func (p *Pipeline) Close() {
+	p.CloseReaders()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.pub.Close(ctx)

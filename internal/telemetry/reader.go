@@ -149,7 +149,7 @@ func (p *Pipeline) NewReader(ctx context.Context, opts ReadOptions) (*Reader, er
 	}
 
 	p.mu.Lock()
-	if p.closed {
+	if p.closed || p.readersClosed {
 		p.mu.Unlock()
 		stopAll()
 		return nil, errcode.Wrap(errcode.ServiceUnavailable, ErrClosed, "the hub is shutting down")
@@ -204,6 +204,11 @@ func (r *Reader) ConsumerGroup() string { return r.group }
 // Next returns the next message, waiting for one until ctx ends. After Close it returns
 // [ErrClosed]; when the engine fails it returns that error, and the reader is done.
 func (r *Reader) Next(ctx context.Context) (*Message, error) {
+	select {
+	case <-r.done:
+		return nil, ErrClosed
+	default:
+	}
 	select {
 	case it := <-r.ch:
 		return it.m, it.err
