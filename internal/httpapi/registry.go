@@ -25,6 +25,7 @@ func (a *API) routes() {
 	a.route("PUT /devices/{id}/modules/{mid}", auth.RegistryWrite, cat, "create", a.putModule)
 	a.route("GET /devices/{id}/modules/{mid}", auth.RegistryRead, cat, "get", a.getModule)
 	a.route("DELETE /devices/{id}/modules/{mid}", auth.RegistryWrite, cat, "delete", a.deleteModule)
+	a.telemetryRoutes()
 }
 
 // putDevice creates a device (no If-Match) or replaces it (If-Match: an etag or "*").

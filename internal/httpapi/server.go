@@ -26,6 +26,7 @@ import (
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/registry"
+	"github.com/roost-iot/roost/internal/telemetry"
 )
 
 // Config wires the API to the domain.
@@ -40,6 +41,9 @@ type Config struct {
 	MaxBulkBody int64
 	// WebSocket, when set, serves /$iothub/websocket (MQTT over WebSockets).
 	WebSocket http.Handler
+	// Telemetry, when set, serves device HTTPS telemetry and the service's event stream and
+	// consumer groups (/messages/events).
+	Telemetry *telemetry.Pipeline
 }
 
 // API is the HTTPS request handler.
