@@ -134,7 +134,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{Revoke: revoke}); err != nil {
 		return nil, err
 	}
-	if h.Telemetry, err = telemetry.Open(ctx, h.Engine, telemetry.Config{Logger: log}); err != nil {
+	if h.Telemetry, err = telemetry.Open(ctx, h.Engine, telemetry.Config{
+		Partitions: cfg.Partitions, Retention: cfg.TelemetryRetention, Logger: log,
+	}); err != nil {
 		return nil, err
 	}
 	if h.Diag, err = diag.NewWriter(ctx, h.Engine, diag.Config{
@@ -175,7 +177,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	}
 
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log,
-		WebSocket: h.MQTT.WebSocketHandler()})
+		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -255,6 +257,9 @@ func (h *Hub) Err() <-chan error { return h.errc }
 // diagnostic records and closes the engine.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	var errs []error
+	if h.Telemetry != nil {
+		h.Telemetry.CloseReaders() // event streams never end by themselves
+	}
 	if h.MQTT != nil {
 		if err := h.MQTT.Shutdown(ctx); err != nil {
 			errs = append(errs, err)

@@ -60,6 +60,11 @@ type Config struct {
 	DiagRetention time.Duration
 	// DiagMaxBytes caps the stored diagnostic records.
 	DiagMaxBytes int64
+	// Partitions is the number of device-to-cloud telemetry partitions (1 to 32). It is fixed
+	// when the hub's telemetry is first created; a hub refuses to start with another count.
+	Partitions int
+	// TelemetryRetention is how long device-to-cloud messages are kept.
+	TelemetryRetention time.Duration
 
 	sources map[string]string // setting name -> where its value came from
 }
@@ -78,6 +83,9 @@ func Default() Config {
 		LogFormat:     "text",
 		DiagRetention: 7 * 24 * time.Hour,
 		DiagMaxBytes:  1 << 30,
+
+		Partitions:         4,
+		TelemetryRetention: 24 * time.Hour,
 	}
 }
 
@@ -154,6 +162,18 @@ func settings() []setting {
 			c.DiagMaxBytes = n
 			return err
 		}, func(c *Config) string { return strconv.FormatInt(c.DiagMaxBytes, 10) }))
+	add(mk("partitions", "device-to-cloud telemetry partitions, 1 to 32 (fixed when the hub is created)",
+		func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			c.Partitions = n
+			return err
+		}, func(c *Config) string { return strconv.Itoa(c.Partitions) }))
+	add(mk("telemetry-retention", "how long device-to-cloud messages are kept (e.g. 24h)",
+		func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			c.TelemetryRetention = d
+			return err
+		}, func(c *Config) string { return c.TelemetryRetention.String() }))
 	return out
 }
 
@@ -347,6 +367,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DiagMaxBytes < 1<<20 {
 		bad("diag-max-bytes", "%d is smaller than 1 MiB", c.DiagMaxBytes)
+	}
+	if c.Partitions < 1 || c.Partitions > 32 {
+		bad("partitions", "%d is not between 1 and 32", c.Partitions)
+	}
+	if c.TelemetryRetention < time.Minute || c.TelemetryRetention > 365*24*time.Hour {
+		bad("telemetry-retention", "%s is not between 1m and 8760h (a year)", c.TelemetryRetention)
 	}
 	return errors.Join(errs...)
 }
