@@ -25,6 +25,8 @@ Usage:
   roost device <command> [flags]       manage device identities (create, list, show, update,
                                        delete, enable, disable, keys)
   roost sas-token [flags]              make a SAS token for a device, module or policy
+  roost monitor-events [flags]         print device-to-cloud messages as they arrive (like
+                                       az iot hub monitor-events)
   roost errors [explain <code|name>]   list IoT Hub error codes, or explain one
   roost version                        print the version
 
@@ -54,6 +56,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runSASToken(ctx, rest, stdout, stderr)
 	case "errors", "error":
 		return runErrors(rest, stdout, stderr)
+	case "monitor-events":
+		return runMonitorEvents(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "roost", Version)
 		return 0

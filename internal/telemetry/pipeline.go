@@ -230,6 +230,13 @@ func (p *Pipeline) Send(ctx context.Context, m *Message) (Receipt, error) {
 	return pd.Wait(ctx)
 }
 
+// Readers returns the number of open readers.
+func (p *Pipeline) Readers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.readers)
+}
+
 // CloseReaders ends every open [Reader] (their Next returns [ErrClosed]) and refuses new ones,
 // while messages are still accepted. A node calls it first when it shuts down, so that
 // long-lived event streams end before the listeners wait for their requests to finish.
