@@ -11,9 +11,9 @@ type Message struct {
 	Body               []byte
 
 	// System properties the device may set (MQTT $.mid, $.cid, ...; HTTPS iothub-* headers).
+	// ComponentName is IoT Plug and Play's dt-subject.
 	MessageID, CorrelationID, UserID, To, ContentType, ContentEncoding string
 	OutputName, InterfaceID, ComponentName, MessageSchema              string
-	// ComponentName is IoT Plug and Play's dt-subject.
 	// CreationTime and Expiry are zero when absent.
 	CreationTime, Expiry time.Time
 
