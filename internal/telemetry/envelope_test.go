@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/roost-iot/roost/internal/engine"
 )
 
 // fullMessage sets every field the envelope stores.
@@ -188,4 +190,11 @@ func FuzzEncodeDecode(f *testing.F) {
 			t.Fatalf("round trip (-want +got):\n%s", diff)
 		}
 	})
+}
+
+func TestNoModuleTokenIsEncodeTokenOfEmpty(t *testing.T) {
+	t.Parallel()
+	if got := engine.EncodeToken(""); got != noModule {
+		t.Fatalf("EncodeToken(\"\") = %q, the subjects of device messages use %q", got, noModule)
+	}
 }

@@ -152,8 +152,15 @@ func (p *Pipeline) Retention() time.Duration { return p.cfg.Retention }
 
 // subject is where m is stored: d2c.<partition>.<device>.<module>, "=" for no module.
 func (p *Pipeline) subject(part int, deviceID, moduleID string) string {
-	return p.prefixes[part] + engine.EncodeToken(deviceID) + "." + engine.EncodeToken(moduleID)
+	mod := noModule // EncodeToken("") without its allocation
+	if moduleID != "" {
+		mod = engine.EncodeToken(moduleID)
+	}
+	return p.prefixes[part] + engine.EncodeToken(deviceID) + "." + mod
 }
+
+// noModule is the module token of a device's own messages: [engine.EncodeToken] of "".
+const noModule = "="
 
 // Receipt says where a stored message is.
 type Receipt struct {
