@@ -202,10 +202,9 @@ func azEvent(m *telemetry.Message, props propsFlag) object {
 			if !m.Expiry.IsZero() {
 				sys = append(sys, field{"absolute_expiry_time", millis(m.Expiry)})
 			}
-			if sys == nil {
-				sys = object{}
+			if sys != nil { // az leaves out an empty system section
+				p = append(p, field{"system", sys})
 			}
-			p = append(p, field{"system", sys})
 		}
 		if props["app"] {
 			app := object{}
@@ -219,6 +218,9 @@ func azEvent(m *telemetry.Message, props propsFlag) object {
 				app = append(app, field{ap.Name, ap.Value})
 			}
 			p = append(p, field{"application", app})
+		}
+		if p == nil {
+			p = object{}
 		}
 		ev = append(ev, field{"properties", p})
 	}
