@@ -290,3 +290,36 @@ func TestRegistryBulk(t *testing.T) {
 		t.Fatalf("statistics: %+v %v", st, err)
 	}
 }
+
+func TestRegistryRevokesDisabledAndDeletedIdentities(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var calls []string
+	reg, err := registry.New(context.Background(), enginetest.Start(t), registry.Config{Revoke: func(dev, mod string, code errcode.Code, _ string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, dev+"/"+mod+":"+code.String())
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, _ := reg.CreateDevice(ctx, registry.Device{DeviceID: "r"})
+	_, _ = reg.CreateModule(ctx, registry.Module{DeviceID: "r", ModuleID: "m"})
+	d.Status = "disabled"
+	if _, err := reg.UpdateDevice(ctx, d, "*"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.UpdateDevice(ctx, d, "*"); err != nil { // still disabled: no second revoke
+		t.Fatal(err)
+	}
+	if err := reg.DeleteDevice(ctx, "r", ""); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"r/:401002", "r/m:401002", "r/:404001", "r/m:404001"}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(calls, ",") != strings.Join(want, ",") {
+		t.Fatalf("revocations %v, want %v", calls, want)
+	}
+}
