@@ -43,6 +43,7 @@ type conn struct {
 	presRev    atomic.Uint64
 	registered bool
 	subs       map[string]byte
+	listening  []string      // cluster subjects besides kick (see listen)
 	kaWindow   time.Duration // read deadline after each packet
 	expiry     *time.Timer   // closes the connection when its SAS token expires
 
@@ -336,10 +337,11 @@ func (c *conn) handle(h header, body []byte) error {
 		}
 		return c.onPublish(p)
 	case typePuback:
-		if _, err := decodeAck(body); err != nil {
+		id, err := decodeAck(body)
+		if err != nil {
 			return errcode.New(errcode.GenericBadRequest, "malformed PUBACK: %v", err)
 		}
-		return nil // no hub-to-device QoS 1 messages yet (C2D comes with its own issue)
+		return c.onPuback(id)
 	case typeSubscribe:
 		id, subs, err := decodeSubscribe(body)
 		if err != nil {
@@ -391,7 +393,16 @@ func (c *conn) onSubscribe(id uint16, subs []subscription) error {
 	if len(c.subs) > maxSubscriptions {
 		return errcode.New(errcode.ArgumentInvalid, "more than %d subscriptions on one connection", maxSubscriptions)
 	}
-	return c.enqueue(outItem{data: appendSuback(nil, id, codes)})
+	if err := c.enqueue(outItem{data: appendSuback(nil, id, codes)}); err != nil {
+		return err
+	}
+	// Features start after the SUBACK is queued, so the device sees the SUBACK first.
+	for _, sub := range subs {
+		if err := c.onSubscribed(sub.filter); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *conn) onPublish(p publish) error {
@@ -406,11 +417,9 @@ func (c *conn) onPublish(p publish) error {
 		}
 		return c.onTelemetry(p, t)
 	case topicTwinGet, topicTwinPatchReported:
-		// Device twins come with their own issue; answer at once so SDKs fail fast, not time out.
-		body, _ := json.Marshal(map[string]any{"errorCode": int(errcode.ServiceUnavailable), "message": "device twins are not available on this hub yet"})
-		return c.enqueue(outItem{data: appendPublish(nil, "$iothub/twin/res/503/?$rid="+t.rid, 0, 0, body)})
+		return c.onTwin(t, p)
 	case topicMethodResponse:
-		return nil // no direct method is in flight yet (methods come with their own issue)
+		return c.onMethodResponse(t, p)
 	}
 	return errcode.New(errcode.ArgumentInvalid, "publishing to %q, which is not an IoT Hub topic", p.topic)
 }
@@ -542,6 +551,10 @@ func (c *conn) finish(readErr error) {
 	if c.registered {
 		c.s.unregister(c, c.subject)
 	}
+	for _, subj := range c.listening {
+		c.s.unregister(c, subj)
+	}
+	c.onClose()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.s.presence.Delete(ctx, c.presKey, c.presRev.Load()); err == nil {

@@ -223,10 +223,6 @@ func (s *Server) dispatch() {
 		if err != nil {
 			return
 		}
-		var k kickMsg
-		if json.Unmarshal(in.Data, &k) != nil {
-			continue
-		}
 		s.mu.Lock()
 		var targets []*conn
 		if sc := s.bySubject[in.Subject]; sc != nil {
@@ -235,6 +231,17 @@ func (s *Server) dispatch() {
 			}
 		}
 		s.mu.Unlock()
+		kind := in.Subject[strings.LastIndexByte(in.Subject, '.')+1:]
+		if kind != "kick" {
+			for _, c := range targets {
+				c.onCluster(kind, in)
+			}
+			continue
+		}
+		var k kickMsg
+		if json.Unmarshal(in.Data, &k) != nil {
+			continue
+		}
 		for _, c := range targets {
 			if k.Code != 0 {
 				c.revoked(errcode.New(errcode.Code(k.Code), "%s", k.Msg))
@@ -245,7 +252,7 @@ func (s *Server) dispatch() {
 	}
 }
 
-// register adds a connection to its identity's kick subject.
+// register adds a connection to one of its identity's subjects (kick, method, c2d, twin).
 func (s *Server) register(c *conn, subject string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
