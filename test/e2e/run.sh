@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# End-to-end suite: builds roost, starts it on 127.0.0.1:443 with a throw-away data dir and
-# drives it with the unmodified `azure-iothub` npm package through Node's built-in test runner.
+# End-to-end suite: builds roost, starts it on 127.0.0.1:443 (HTTPS, MQTT over WebSockets) and
+# 127.0.0.1:8883 (MQTT over TLS) with a throw-away data dir and drives it with the unmodified
+# `azure-iothub` service SDK and `azure-iot-device` device SDKs through Node's built-in test runner.
 #
-# Needs root (or CAP_NET_BIND_SERVICE) because the Node service SDK always dials port 443.
-# Exits with the test runner's exit code.
+# Needs root (or CAP_NET_BIND_SERVICE) because the Node SDKs always dial port 443 (and 8883 for
+# MQTT). Needs Go, Node 20+ and npm; no curl. Exits with the test runner's exit code.
+# Extra arguments are passed to `node --test` (e.g. --test-name-pattern=Mqtt).
 set -euo pipefail
 
 E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$E2E_DIR/../.." && pwd)"
 
 HTTPS_ADDR="127.0.0.1:443"
+MQTT_ADDR="127.0.0.1:8883"
 ADMIN_ADDR="127.0.0.1:18080"
 HEALTH_URL="http://$ADMIN_ADDR/healthz"
 READY_TIMEOUT_S=20
@@ -65,12 +68,25 @@ log "starting roost (data dir $DATA_DIR, log $LOG)"
 	--data-dir "$DATA_DIR" \
 	--hostname localhost \
 	--https-addr "$HTTPS_ADDR" \
+	--mqtt-addr "$MQTT_ADDR" \
 	--admin-addr "$ADMIN_ADDR" \
 	>"$LOG" 2>&1 &
 SERVER_PID=$!
 
+# Readiness probe in node rather than curl (CI machines may lack curl): exit 0 on HTTP 200.
+probe_health() {
+	node -e '
+		const req = require("node:http").get(process.argv[1], { timeout: 2000 }, (res) => {
+			res.resume();
+			process.exit(res.statusCode === 200 ? 0 : 1);
+		});
+		req.on("timeout", () => req.destroy(new Error("timeout")));
+		req.on("error", () => process.exit(1));
+	' "$HEALTH_URL" 2>/dev/null
+}
+
 deadline=$((SECONDS + READY_TIMEOUT_S))
-until curl -fsS -o /dev/null --max-time 2 "$HEALTH_URL" 2>/dev/null; do
+until probe_health; do
 	if ! kill -0 "$SERVER_PID" 2>/dev/null; then
 		log "roost exited before becoming ready"
 		print_server_log
@@ -101,13 +117,14 @@ fi
 export ROOST_CONNECTION_STRING="$CONN"
 export ROOST_BIN="$BIN"
 export ROOST_DATA_DIR="$DATA_DIR"
+export ROOST_ADMIN_URL="http://$ADMIN_ADDR"
 export NODE_EXTRA_CA_CERTS="$CA_CERT"
 # The server listens on IPv4 only; make "localhost" resolve there first.
 export NODE_OPTIONS="${NODE_OPTIONS:+$NODE_OPTIONS }--dns-result-order=ipv4first"
 
 log "running tests"
 set +e
-(cd "$E2E_DIR" && node --test --test-concurrency=1 ./*.test.js)
+(cd "$E2E_DIR" && node --test --test-concurrency=1 "$@" ./*.test.js)
 rc=$?
 set -e
 
