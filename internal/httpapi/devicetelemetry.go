@@ -64,6 +64,9 @@ func (a *API) postDeviceEvents(w http.ResponseWriter, r *http.Request, c *device
 		}
 		msgs = []*telemetry.Message{m}
 	}
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.TelemetryAttempts.Add(float64(len(msgs)))
+	}
 	total := 0
 	for _, m := range msgs {
 		m.DeviceID, m.ModuleID = c.id.DeviceID, c.id.ModuleID
@@ -85,6 +88,9 @@ func (a *API) postDeviceEvents(w http.ResponseWriter, r *http.Request, c *device
 	for _, pd := range pending {
 		if _, err := pd.Wait(r.Context()); err != nil {
 			return err
+		}
+		if a.cfg.Metrics != nil {
+			a.cfg.Metrics.TelemetrySuccess.Inc()
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -25,6 +25,7 @@ import (
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
+	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
 )
@@ -39,6 +40,8 @@ type Config struct {
 	MaxBody int64
 	// MaxBulkBody is the largest bulk registry body, in bytes. Zero means 2 MiB.
 	MaxBulkBody int64
+	// Metrics, when set, counts device telemetry sent over HTTPS.
+	Metrics *metrics.Metrics
 	// WebSocket, when set, serves /$iothub/websocket (MQTT over WebSockets).
 	WebSocket http.Handler
 	// Telemetry, when set, serves device HTTPS telemetry and the service's event stream and
