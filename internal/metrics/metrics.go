@@ -27,6 +27,12 @@ type Metrics struct {
 	ConnectionErrors *prometheus.CounterVec
 	// OperationErrors counts failed operations by diagnostic category and error code.
 	OperationErrors *prometheus.CounterVec
+
+	// Direct methods (c2d.methods.*), made by newMethodMetrics.
+	MethodSuccess      prometheus.Counter
+	MethodFailure      prometheus.Counter
+	MethodRequestSize  prometheus.Histogram
+	MethodResponseSize prometheus.Histogram
 }
 
 // New makes the metrics on a fresh registry, with Go runtime and process metrics.
@@ -57,6 +63,7 @@ func New() *Metrics {
 	}
 	reg.MustRegister(m.ConnectedDevices, m.TelemetryAttempts, m.TelemetrySuccess, m.ConnectionErrors, m.OperationErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.newMethodMetrics()
 	return m
 }
 
