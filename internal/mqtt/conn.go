@@ -57,6 +57,8 @@ type conn struct {
 
 	lastActivity atomic.Int64 // unix nanos of the last activity write
 	activityBusy atomic.Bool
+
+	meth methodState // direct methods (methods.go)
 }
 
 // closeReason records why a connection ended, for its deviceDisconnect record.
@@ -355,6 +357,7 @@ func (c *conn) handle(h header, body []byte) error {
 		}
 		for _, f := range filters {
 			delete(c.subs, f)
+			c.onUnsubscribed(f)
 		}
 		return c.enqueue(outItem{data: appendAck(nil, typeUnsuback, id)})
 	case typePingreq:

@@ -46,6 +46,13 @@ func (c *conn) onSubscribed(filter string) error {
 	return nil
 }
 
+// onUnsubscribed stops the feature behind a topic filter the device unsubscribed from.
+func (c *conn) onUnsubscribed(filter string) {
+	if filter == "$iothub/methods/POST/#" {
+		c.stopMethods()
+	}
+}
+
 // onCluster handles a message for this connection from any node.
 func (c *conn) onCluster(kind string, in engine.Inbound) {
 	switch kind {
