@@ -27,6 +27,7 @@ Usage:
   roost sas-token [flags]              make a SAS token for a device, module or policy
   roost monitor-events [flags]         print device-to-cloud messages as they arrive (like
                                        az iot hub monitor-events)
+  roost method invoke DEVICE METHOD    call a direct method on a device and print its answer
   roost errors [explain <code|name>]   list IoT Hub error codes, or explain one
   roost version                        print the version
 
@@ -58,6 +59,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runErrors(rest, stdout, stderr)
 	case "monitor-events":
 		return runMonitorEvents(ctx, rest, stdout, stderr)
+	case "method", "methods":
+		return runMethod(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "roost", Version)
 		return 0

@@ -26,6 +26,7 @@ import (
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/httpapi"
+	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/mqtt"
 	"github.com/roost-iot/roost/internal/registry"
@@ -65,6 +66,7 @@ type Hub struct {
 	Metrics   *metrics.Metrics
 	Telemetry *telemetry.Pipeline
 	MQTT      *mqtt.Server
+	Methods   *methods.Service
 	NodeID    string
 	HTTPSAddr string // the bound address, useful with port 0
 	MQTTAddr  string
@@ -176,8 +178,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		}()
 	}
 
+	if h.Methods, err = methods.New(methods.Config{Engine: h.Engine, Registry: h.Registry, Metrics: h.Metrics, Logger: log}); err != nil {
+		return nil, err
+	}
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log,
-		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics})
+		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -259,6 +264,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	var errs []error
 	if h.Telemetry != nil {
 		h.Telemetry.CloseReaders() // event streams never end by themselves
+	}
+	if h.Methods != nil {
+		h.Methods.Close() // calls waiting for a device to connect
 	}
 	if h.MQTT != nil {
 		if err := h.MQTT.Shutdown(ctx); err != nil {

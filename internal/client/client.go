@@ -164,6 +164,16 @@ func ParseError(status int, h http.Header, body []byte) error {
 		msg = m
 	}
 	code := errcode.Code(status * 1000)
+	// Direct method failures carry a JSON object in Message (spec/service-api.md 3.1, format 2).
+	var inner struct {
+		ErrorCode  int    `json:"errorCode"`
+		TrackingID string `json:"trackingId"`
+		Message    string `json:"message"`
+	}
+	if strings.HasPrefix(msg, "{") && json.Unmarshal([]byte(msg), &inner) == nil && inner.ErrorCode != 0 {
+		code = errcode.Code(inner.ErrorCode)
+		msg = inner.Message + " (Tracking ID:" + inner.TrackingID + ")"
+	}
 	if e, ok := errcode.Find(name); ok {
 		code = e.Code
 	}

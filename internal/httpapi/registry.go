@@ -26,6 +26,7 @@ func (a *API) routes() {
 	a.route("GET /devices/{id}/modules/{mid}", auth.RegistryRead, cat, "get", a.getModule)
 	a.route("DELETE /devices/{id}/modules/{mid}", auth.RegistryWrite, cat, "delete", a.deleteModule)
 	a.telemetryRoutes()
+	a.methodRoutes()
 }
 
 // putDevice creates a device (no If-Match) or replaces it (If-Match: an etag or "*").

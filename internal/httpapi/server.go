@@ -25,6 +25,7 @@ import (
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
+	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
@@ -47,6 +48,8 @@ type Config struct {
 	// Telemetry, when set, serves device HTTPS telemetry and the service's event stream and
 	// consumer groups (/messages/events).
 	Telemetry *telemetry.Pipeline
+	// Methods, when set, serves direct method calls (/twins/{id}/methods).
+	Methods *methods.Service
 }
 
 // API is the HTTPS request handler.
@@ -82,6 +85,8 @@ type call struct {
 	policy    string
 	// noRecord skips the diagnostic record (e.g. health probes).
 	noRecord bool
+	// props are category-specific record properties; they override the common ones.
+	props map[string]any
 	// extraErrors are per-entry failures of a bulk request, each logged as its own record.
 	extraErrors []entryError
 }
@@ -211,6 +216,11 @@ func (a *API) writeError(w http.ResponseWriter, err error, trackingID string) {
 	if msg == "" {
 		msg = e.Code.Name()
 	}
+	var withInfo infoError
+	if errors.As(err, &withInfo) {
+		writeInfoError(w, e, msg, withInfo.ErrorInfo(), trackingID)
+		return
+	}
 	body := errorBody{
 		Message: "ErrorCode:" + e.Code.Name() + ";" + msg,
 		ExceptionMessage: "Tracking ID:" + trackingID + "-G:0-TimeStamp:" +
@@ -281,6 +291,9 @@ func (a *API) record(r *http.Request, c *call, err error, trackingID string, d t
 		}
 		if c.policy != "" {
 			props["sharedAccessPolicy"] = c.policy
+		}
+		for k, v := range c.props {
+			props[k] = v
 		}
 		return diag.Record{
 			Category: c.category, OperationName: op, Err: err, CorrelationID: trackingID,

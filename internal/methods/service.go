@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/roost-iot/roost/internal/engine"
@@ -31,8 +32,10 @@ type Config struct {
 
 // Service invokes direct methods. It is safe for concurrent use.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New makes the service.
@@ -53,7 +56,14 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, log: log.With("component", "methods")}, nil
+	return &Service{cfg: cfg, log: log.With("component", "methods"), closing: make(chan struct{})}, nil
+}
+
+// Close ends the waits of calls that wait for their device to connect (with 503001, so callers
+// retry, likely on another node); calls already delivered still get their device's answer.
+// Call it when the node shuts down.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // NotOnline is the cause carried by a 404103 DeviceNotOnline error: how long the call waited for
@@ -230,6 +240,9 @@ func (s *Service) waitAndDeliver(ctx context.Context, c Call, subj string, req [
 		case <-ctx.Done():
 			stopTick()
 			return answer{}, errcode.Wrap(errcode.ClientClosedRequest, ctx.Err(), "the caller went away while waiting for the device")
+		case <-s.closing:
+			stopTick()
+			return answer{}, errcode.New(errcode.ServiceUnavailable, "the hub node is shutting down; try again")
 		}
 		stopTick()
 	}
