@@ -41,6 +41,10 @@ type Config struct {
 	// Revoke, when set, is called after an identity is disabled or deleted, so that the device
 	// edges close its connections (code says why: 401002 disabled, 404001 deleted).
 	Revoke func(deviceID, moduleID string, code errcode.Code, msg string)
+	// OnDelete, when set, is called after an identity is deleted (moduleID empty for a device;
+	// once more for each module a deleted device had), so that what belongs to it (its twin)
+	// goes too.
+	OnDelete func(deviceID, moduleID string)
 }
 
 // Registry stores identities in the engine.
@@ -49,6 +53,7 @@ type Registry struct {
 	state  *engine.Bucket // connection state, same keys
 	now    func() time.Time
 	revoke func(deviceID, moduleID string, code errcode.Code, msg string)
+	onDel  func(deviceID, moduleID string)
 }
 
 // New opens (or creates) the registry's buckets.
@@ -69,7 +74,11 @@ func New(ctx context.Context, eng *engine.Engine, cfg Config) (*Registry, error)
 	if revoke == nil {
 		revoke = func(string, string, errcode.Code, string) {}
 	}
-	return &Registry{ids: ids, state: state, now: now, revoke: revoke}, nil
+	onDel := cfg.OnDelete
+	if onDel == nil {
+		onDel = func(string, string) {}
+	}
+	return &Registry{ids: ids, state: state, now: now, revoke: revoke, onDel: onDel}, nil
 }
 
 func deviceKey(id string) string { return "d." + engine.EncodeToken(id) }
@@ -494,6 +503,7 @@ func (r *Registry) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 	}
 	r.revoke(id, "", errcode.DeviceNotFound, "the device was deleted")
 	_ = r.state.Delete(ctx, deviceKey(id), 0)
+	r.onDel(id, "")
 	prefix := "m." + engine.EncodeToken(id) + ".*"
 	var keys []string
 	if err := r.ids.Scan(ctx, []string{prefix}, func(e engine.Entry) bool { keys = append(keys, e.Key); return true }); err != nil {
@@ -505,6 +515,9 @@ func (r *Registry) DeleteDevice(ctx context.Context, id, ifMatch string) error {
 		}
 		_ = r.ids.Delete(ctx, k, 0)
 		_ = r.state.Delete(ctx, k, 0)
+		if _, mid, ok := splitModuleKey(k); ok {
+			r.onDel(id, mid)
+		}
 	}
 	return nil
 }
@@ -720,6 +733,7 @@ func (r *Registry) DeleteModule(ctx context.Context, id, mid, ifMatch string) er
 		}
 		r.revoke(id, mid, errcode.ModuleNotFound, "the module was deleted")
 		_ = r.state.Delete(ctx, moduleKey(id, mid), 0)
+		r.onDel(id, mid)
 		return nil
 	}
 }

@@ -1,0 +1,50 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/roost-iot/roost/internal/engine"
+)
+
+// EachDevice calls fn with every registered device, with its connection state, until fn returns
+// false. Unlike [Registry.ListDevices] it has no limit; it reads the whole registry.
+func (r *Registry) EachDevice(ctx context.Context, fn func(Device) bool) error {
+	var decodeErr error
+	err := r.ids.Scan(ctx, []string{"d.*"}, func(e engine.Entry) bool {
+		var st storedDevice
+		if err := json.Unmarshal(e.Value, &st); err != nil {
+			decodeErr = err
+			return false
+		}
+		return fn(st.device(e.Revision, r.loadState(ctx, e.Key)))
+	})
+	if err == nil {
+		err = decodeErr
+	}
+	if err != nil {
+		return storeErr(err, "scan devices")
+	}
+	return nil
+}
+
+// EachModule calls fn with every module of every device, with its connection state, until fn
+// returns false.
+func (r *Registry) EachModule(ctx context.Context, fn func(Module) bool) error {
+	var decodeErr error
+	err := r.ids.Scan(ctx, []string{"m.*.*"}, func(e engine.Entry) bool {
+		var st storedModule
+		if err := json.Unmarshal(e.Value, &st); err != nil {
+			decodeErr = err
+			return false
+		}
+		return fn(st.module(e.Revision, r.loadState(ctx, e.Key)))
+	})
+	if err == nil {
+		err = decodeErr
+	}
+	if err != nil {
+		return storeErr(err, "scan modules")
+	}
+	return nil
+}
