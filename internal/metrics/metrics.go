@@ -33,6 +33,9 @@ type Metrics struct {
 	MethodFailure      prometheus.Counter
 	MethodRequestSize  prometheus.Histogram
 	MethodResponseSize prometheus.Histogram
+
+	// Twins are the twin metrics (d2c.twin.*, c2d.twin.*), made by newTwinMetrics.
+	Twins TwinMetrics
 }
 
 // New makes the metrics on a fresh registry, with Go runtime and process metrics.
@@ -64,6 +67,7 @@ func New() *Metrics {
 	reg.MustRegister(m.ConnectedDevices, m.TelemetryAttempts, m.TelemetrySuccess, m.ConnectionErrors, m.OperationErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.newMethodMetrics()
+	m.newTwinMetrics()
 	return m
 }
 
