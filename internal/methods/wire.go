@@ -116,7 +116,7 @@ func decodeReply(b []byte) (status int32, body []byte, err error) {
 		return int32(v), b[6:], nil
 	case replyError:
 		code := errcode.Code(v)
-		if code.HTTPStatus() < 400 {
+		if code < 400000 || code > 599999 {
 			return 0, nil, errBadEnvelope
 		}
 		return 0, nil, &errcode.Error{Code: code, Msg: string(b[6:])}
