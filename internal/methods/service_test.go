@@ -161,7 +161,9 @@ func TestMethodsInvokeChecksTheAnswer(t *testing.T) {
 		"not json": []byte(`{'filename': 'logs.zip'}`),
 		"too big":  []byte(`"` + strings.Repeat("x", methods.MaxPayload) + `"`),
 	}
-	f.answer(t, "d2", "", func(r methods.Request) []byte { return methods.AppendResponse(nil, 200, bodies[string(r.Payload[1:len(r.Payload)-1])]) })
+	f.answer(t, "d2", "", func(r methods.Request) []byte {
+		return methods.AppendResponse(nil, 200, bodies[string(r.Payload[1:len(r.Payload)-1])])
+	})
 	for name, want := range map[string]errcode.Code{"empty": 0, "blank": 0, "not json": errcode.GenericBadGateway, "too big": errcode.GenericBadGateway} {
 		res, err := f.svc.Invoke(context.Background(), methods.Call{DeviceID: "d2", MethodName: "m", Payload: []byte(`"` + name + `"`)})
 		if want == 0 {
