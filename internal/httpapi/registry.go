@@ -27,6 +27,7 @@ func (a *API) routes() {
 	a.route("DELETE /devices/{id}/modules/{mid}", auth.RegistryWrite, cat, "delete", a.deleteModule)
 	a.telemetryRoutes()
 	a.methodRoutes()
+	a.queryRoutes()
 }
 
 // putDevice creates a device (no If-Match) or replaces it (If-Match: an etag or "*").

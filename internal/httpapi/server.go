@@ -27,6 +27,7 @@ import (
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
+	"github.com/roost-iot/roost/internal/query"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
 )
@@ -50,6 +51,9 @@ type Config struct {
 	Telemetry *telemetry.Pipeline
 	// Methods, when set, serves direct method calls (/twins/{id}/methods).
 	Methods *methods.Service
+	// QuerySource, when set, serves the query language (POST /devices/query) over the twins it
+	// reads.
+	QuerySource query.Source
 }
 
 // API is the HTTPS request handler.

@@ -27,6 +27,12 @@ type Metrics struct {
 	ConnectionErrors *prometheus.CounterVec
 	// OperationErrors counts failed operations by diagnostic category and error code.
 	OperationErrors *prometheus.CounterVec
+	// TwinQueriesSuccess is twinQueries.success: query pages answered.
+	TwinQueriesSuccess prometheus.Counter
+	// TwinQueriesFailure is twinQueries.failure: query requests that failed.
+	TwinQueriesFailure prometheus.Counter
+	// TwinQueriesResultSize is twinQueries.resultSize: the size of each answered page, in bytes.
+	TwinQueriesResultSize prometheus.Histogram
 
 	// Direct methods (c2d.methods.*), made by newMethodMetrics.
 	MethodSuccess      prometheus.Counter
@@ -36,6 +42,9 @@ type Metrics struct {
 
 	// Twins are the twin metrics (d2c.twin.*, c2d.twin.*), made by newTwinMetrics.
 	Twins TwinMetrics
+
+	// Uploads are the file upload metrics, made by newUploadMetrics.
+	Uploads UploadMetrics
 }
 
 // New makes the metrics on a fresh registry, with Go runtime and process metrics.
@@ -64,10 +73,25 @@ func New() *Metrics {
 			Help: "Failed operations by diagnostic category and IoT Hub error code.",
 		}, []string{"category", "code"}),
 	}
+	m.TwinQueriesSuccess = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "roost_twin_queries_success_total",
+		Help: "Twin query pages answered (IoT Hub twinQueries.success).",
+	})
+	m.TwinQueriesFailure = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "roost_twin_queries_failure_total",
+		Help: "Twin query requests that failed (IoT Hub twinQueries.failure).",
+	})
+	m.TwinQueriesResultSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "roost_twin_queries_result_size_bytes",
+		Help:    "Size of each answered twin query page (IoT Hub twinQueries.resultSize).",
+		Buckets: prometheus.ExponentialBuckets(256, 4, 9), // 256 B to 16 MiB
+	})
+	reg.MustRegister(m.TwinQueriesSuccess, m.TwinQueriesFailure, m.TwinQueriesResultSize)
 	reg.MustRegister(m.ConnectedDevices, m.TelemetryAttempts, m.TelemetrySuccess, m.ConnectionErrors, m.OperationErrors,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.newMethodMetrics()
 	m.newTwinMetrics()
+	m.newUploadMetrics()
 	return m
 }
 

@@ -769,7 +769,7 @@ func (p *parser) resolve(q *Query) error {
 			}
 		}
 		if names[it.name] {
-			return syntaxErrorf(p.src, it.pos, "two SELECT items are named %q (name one with AS)", it.name)
+			return syntaxErrorf(p.src, it.pos, "two SELECT items are named '%s' (name one with AS)", it.name)
 		}
 		names[it.name] = true
 	}

@@ -252,7 +252,7 @@ func TestQuerySyntaxErrors(t *testing.T) {
 		{"SELECT SUM(tags.x " + marker + "AS n FROM devices", "expected ')' after the argument of SUM"},
 		{marker + "deviceId, COUNT() AS n FROM devices", "expected SELECT"},
 		{"SELECT " + marker + "deviceId, COUNT() AS n FROM devices", "deviceId is neither an aggregate nor in GROUP BY"},
-		{"SELECT tags.a.x, " + marker + "tags.b.x FROM devices", `two SELECT items are named "x"`},
+		{"SELECT tags.a.x, " + marker + "tags.b.x FROM devices", "two SELECT items are named 'x'"},
 		{"SELECT " + marker + "deviceId FROM devices.jobs", "queries on devices.jobs support only SELECT *"},
 		{"SELECT * FROM devices.jobs GROUP BY " + marker + "status", "queries on devices.jobs do not support GROUP BY"},
 		{"SELECT * FROM devices WHERE " + marker + "select = 1", "expected an expression, found keyword SELECT"},
