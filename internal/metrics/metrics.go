@@ -45,6 +45,9 @@ type Metrics struct {
 
 	// Uploads are the file upload metrics, made by newUploadMetrics.
 	Uploads UploadMetrics
+
+	// C2D are the cloud-to-device metrics, made by newC2DMetrics.
+	C2D C2DMetrics
 }
 
 // New makes the metrics on a fresh registry, with Go runtime and process metrics.
@@ -92,6 +95,7 @@ func New() *Metrics {
 	m.newMethodMetrics()
 	m.newTwinMetrics()
 	m.newUploadMetrics()
+	m.newC2DMetrics()
 	return m
 }
 
