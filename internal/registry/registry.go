@@ -45,6 +45,9 @@ type Config struct {
 	// once more for each module a deleted device had), so that what belongs to it (its twin)
 	// goes too.
 	OnDelete func(deviceID, moduleID string)
+	// QueueDepth, when set, gives a device's cloudToDeviceMessageCount: the messages waiting in
+	// its cloud-to-device queue. Nil reports 0.
+	QueueDepth func(ctx context.Context, deviceID string) int
 }
 
 // Registry stores identities in the engine.
@@ -54,6 +57,7 @@ type Registry struct {
 	now    func() time.Time
 	revoke func(deviceID, moduleID string, code errcode.Code, msg string)
 	onDel  func(deviceID, moduleID string)
+	depth  func(ctx context.Context, deviceID string) int
 }
 
 // New opens (or creates) the registry's buckets.
@@ -78,7 +82,11 @@ func New(ctx context.Context, eng *engine.Engine, cfg Config) (*Registry, error)
 	if onDel == nil {
 		onDel = func(string, string) {}
 	}
-	return &Registry{ids: ids, state: state, now: now, revoke: revoke, onDel: onDel}, nil
+	depth := cfg.QueueDepth
+	if depth == nil {
+		depth = func(context.Context, string) int { return 0 }
+	}
+	return &Registry{ids: ids, state: state, now: now, revoke: revoke, onDel: onDel, depth: depth}, nil
 }
 
 func deviceKey(id string) string { return "d." + engine.EncodeToken(id) }
@@ -419,7 +427,23 @@ func (r *Registry) GetDevice(ctx context.Context, id string) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	return st.device(rev, r.loadState(ctx, deviceKey(id))), nil
+	d := st.device(rev, r.loadState(ctx, deviceKey(id)))
+	d.CloudToDeviceMessageCount = r.depth(ctx, id)
+	return d, nil
+}
+
+// LookupDevice returns a device's stored identity (status, generationId, authentication) with
+// one read: connectionState, lastActivityTime and cloudToDeviceMessageCount are left at their
+// zero values. It is for hot paths that need only the identity; 404001 if there is none.
+func (r *Registry) LookupDevice(ctx context.Context, id string) (Device, error) {
+	if err := ValidateID("DeviceId", id); err != nil {
+		return Device{}, err
+	}
+	st, rev, err := r.getStoredDevice(ctx, id)
+	if err != nil {
+		return Device{}, err
+	}
+	return st.device(rev, connState{}), nil
 }
 
 // etagMismatch is the 412 for an If-Match that no longer matches.
@@ -556,7 +580,9 @@ func (r *Registry) ListDevices(ctx context.Context, top int) ([]Device, error) {
 			scanErr = err
 			return false
 		}
-		out = append(out, st.device(e.Revision, r.loadState(ctx, e.Key)))
+		d := st.device(e.Revision, r.loadState(ctx, e.Key))
+		d.CloudToDeviceMessageCount = r.depth(ctx, d.DeviceID)
+		out = append(out, d)
 		return len(out) < top
 	})
 	if err == nil {
