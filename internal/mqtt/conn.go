@@ -59,6 +59,7 @@ type conn struct {
 	activityBusy atomic.Bool
 
 	meth methodState // direct methods (methods.go)
+	tw   twinState   // device twins (twin.go)
 }
 
 // closeReason records why a connection ended, for its deviceDisconnect record.

@@ -48,8 +48,11 @@ func (c *conn) onSubscribed(filter string) error {
 
 // onUnsubscribed stops the feature behind a topic filter the device unsubscribed from.
 func (c *conn) onUnsubscribed(filter string) {
-	if filter == "$iothub/methods/POST/#" {
+	switch filter {
+	case "$iothub/methods/POST/#":
 		c.stopMethods()
+	case "$iothub/twin/PATCH/properties/desired/#":
+		c.stopDesired()
 	}
 }
 

@@ -63,6 +63,9 @@ type Config struct {
 	ActivityInterval time.Duration
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+
+	// Twins, when set, serves the device side of twins; without it twin requests get 503.
+	Twins Twins
 }
 
 // Server accepts device connections.
