@@ -351,11 +351,15 @@ func stringMatcher(op, rhs string, pos Pos) (func(string) bool, error) {
 	case "hassuffix_cs":
 		return func(s string) bool { return hasTerm(s, rhs, true, false, true) }, nil
 	case "startswith":
-		return func(s string) bool { return len(s) >= len(rhs) && strings.EqualFold(s[:len(rhs)], rhs) || hasPrefixFold(s, lower) }, nil
+		return func(s string) bool {
+			return len(s) >= len(rhs) && strings.EqualFold(s[:len(rhs)], rhs) || hasPrefixFold(s, lower)
+		}, nil
 	case "startswith_cs":
 		return func(s string) bool { return strings.HasPrefix(s, rhs) }, nil
 	case "endswith":
-		return func(s string) bool { return len(s) >= len(rhs) && strings.EqualFold(s[len(s)-len(rhs):], rhs) || hasSuffixFold(s, lower) }, nil
+		return func(s string) bool {
+			return len(s) >= len(rhs) && strings.EqualFold(s[len(s)-len(rhs):], rhs) || hasSuffixFold(s, lower)
+		}, nil
 	case "endswith_cs":
 		return func(s string) bool { return strings.HasSuffix(s, rhs) }, nil
 	}

@@ -136,9 +136,9 @@ func (r *Result) ColumnIndex(name string) int {
 
 // LogAnalyticsTable is one table of a Log Analytics query API answer.
 type LogAnalyticsTable struct {
-	Name    string              `json:"name"`
+	Name    string               `json:"name"`
 	Columns []LogAnalyticsColumn `json:"columns"`
-	Rows    [][]any             `json:"rows"`
+	Rows    [][]any              `json:"rows"`
 }
 
 // LogAnalyticsColumn is a column of a Log Analytics answer.
