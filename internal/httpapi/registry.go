@@ -27,6 +27,7 @@ func (a *API) routes() {
 	a.route("DELETE /devices/{id}/modules/{mid}", auth.RegistryWrite, cat, "delete", a.deleteModule)
 	a.telemetryRoutes()
 	a.methodRoutes()
+	a.twinRoutes()
 	a.queryRoutes()
 }
 

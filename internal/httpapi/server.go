@@ -30,6 +30,7 @@ import (
 	"github.com/roost-iot/roost/internal/query"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
+	"github.com/roost-iot/roost/internal/twin"
 )
 
 // Config wires the API to the domain.
@@ -51,6 +52,8 @@ type Config struct {
 	Telemetry *telemetry.Pipeline
 	// Methods, when set, serves direct method calls (/twins/{id}/methods).
 	Methods *methods.Service
+	// Twins, when set, serves device and module twins (/twins/{id}[/modules/{mid}]).
+	Twins *twin.Store
 	// QuerySource, when set, serves the query language (POST /devices/query) over the twins it
 	// reads.
 	QuerySource query.Source
