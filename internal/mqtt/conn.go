@@ -397,6 +397,13 @@ func (c *conn) onSubscribe(id uint16, subs []subscription) error {
 	if len(c.subs) > maxSubscriptions {
 		return errcode.New(errcode.ArgumentInvalid, "more than %d subscriptions on one connection", maxSubscriptions)
 	}
+	// Features a caller may use as soon as the device has its SUBACK (direct methods) start
+	// before it is queued; their PUBLISHes may precede it, as [MQTT-3.8.4] permits.
+	for _, sub := range subs {
+		if err := c.onSubscribing(sub.filter); err != nil {
+			return err
+		}
+	}
 	if err := c.enqueue(outItem{data: appendSuback(nil, id, codes)}); err != nil {
 		return err
 	}

@@ -30,11 +30,18 @@ func (c *conn) listen(kind string) error {
 	return nil
 }
 
+// onSubscribing starts, before the SUBACK is queued, a feature that must be reachable from any
+// node once the device sees its SUBACK.
+func (c *conn) onSubscribing(filter string) error {
+	if filter == "$iothub/methods/POST/#" {
+		return c.startMethods()
+	}
+	return nil
+}
+
 // onSubscribed starts the feature behind a topic filter the device just subscribed to.
 func (c *conn) onSubscribed(filter string) error {
 	switch filter {
-	case "$iothub/methods/POST/#":
-		return c.startMethods()
 	case "$iothub/twin/PATCH/properties/desired/#":
 		return c.startDesired()
 	case "$iothub/twin/res/#":

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,12 +38,19 @@ type pendingMethod struct {
 
 // startMethods makes the connection reachable for direct method calls from any node, and tells
 // calls waiting for this device (connectTimeoutInSeconds) to try again.
+//
+// It runs before the SUBACK is queued and waits (one round trip to the NATS server) until the
+// subscription is in place, so a caller that invokes as soon as the device has its SUBACK finds
+// the device.
 func (c *conn) startMethods() error {
 	c.meth.on.Store(true)
 	if err := c.listen(methods.Kind); err != nil {
 		c.meth.on.Store(false)
 		return err
 	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	_ = c.s.cfg.Engine.Flush(ctx)
+	cancel()
 	_ = c.s.cfg.Engine.PublishCore(methods.ReadySubject(c.id.DeviceID, c.id.ModuleID), nil)
 	return nil
 }
