@@ -283,10 +283,16 @@ type call struct {
 }
 
 func (c *call) eval(doc map[string]any) any {
-	var buf [3]any
-	vals := buf[:0]
-	for _, a := range c.args {
-		vals = append(vals, a.eval(doc))
+	if c.fn.variadic != nil {
+		vals := make([]any, len(c.args))
+		for i, a := range c.args {
+			vals[i] = a.eval(doc)
+		}
+		return c.fn.variadic(vals)
 	}
-	return c.fn.impl(vals)
+	var a args
+	for i, e := range c.args {
+		a[i] = e.eval(doc)
+	}
+	return c.fn.impl(a, len(c.args))
 }

@@ -293,18 +293,17 @@ type group struct {
 // the order of the groups' keys.
 func (q *Query) groups(ctx context.Context, src Source, limit int, after []string) (items []any, keys [][]string, more bool, err error) {
 	byKey := map[string]*group{}
-	var kb strings.Builder
+	var kb []byte
 	vals := make([]any, len(q.groupBy))
 	err = q.scan(ctx, src, func(doc map[string]any) {
-		kb.Reset()
+		kb = kb[:0]
 		for i, g := range q.groupBy {
 			vals[i] = g.eval(doc)
-			kb.WriteString(encodeKey(vals[i]))
-			kb.WriteByte(0)
+			kb = append(appendKey(kb, vals[i]), 0)
 		}
-		g := byKey[kb.String()]
+		g := byKey[string(kb)]
 		if g == nil {
-			g = &group{key: kb.String(), vals: slices.Clone(vals), accs: make([]acc, len(q.items))}
+			g = &group{key: string(kb), vals: slices.Clone(vals), accs: make([]acc, len(q.items))}
 			byKey[g.key] = g
 		}
 		for i := range q.items {

@@ -7,11 +7,19 @@ import (
 	"unicode/utf8"
 )
 
+// maxFixedArgs is the most arguments a function other than CONCAT takes.
+const maxFixedArgs = 3
+
+// args are a call's argument values, passed by value so that a call allocates nothing; n of
+// them are set.
+type args [maxFixedArgs]any
+
 // function is a built-in scalar function. Arguments of the wrong type give undefined.
 type function struct {
 	name     string
-	min, max int // argument counts; max -1 means any number
-	impl     func(args []any) any
+	min, max int // argument counts; max -1 means any number (then variadic is set)
+	impl     func(a args, n int) any
+	variadic func(a []any) any
 }
 
 // functions are the built-ins, by upper-case name. IS_DEFINED is the one IoT Hub documents for
@@ -21,17 +29,17 @@ type function struct {
 var functions = map[string]*function{}
 
 func init() {
-	def := func(name string, minArgs, maxArgs int, impl func([]any) any, aliases ...string) {
+	def := func(name string, minArgs, maxArgs int, impl func(args, int) any, aliases ...string) {
 		f := &function{name: name, min: minArgs, max: maxArgs, impl: impl}
 		functions[name] = f
 		for _, a := range aliases {
 			functions[a] = f
 		}
 	}
-	isType := func(test func(any) bool) func([]any) any {
-		return func(a []any) any { return !isUndefined(a[0]) && test(a[0]) }
+	isType := func(test func(any) bool) func(args, int) any {
+		return func(a args, _ int) any { return !isUndefined(a[0]) && test(a[0]) }
 	}
-	def("IS_DEFINED", 1, 1, func(a []any) any { return !isUndefined(a[0]) })
+	def("IS_DEFINED", 1, 1, func(a args, _ int) any { return !isUndefined(a[0]) })
 	def("IS_NULL", 1, 1, isType(func(v any) bool { return v == nil }))
 	def("IS_BOOL", 1, 1, isType(func(v any) bool { _, ok := v.(bool); return ok }))
 	def("IS_NUMBER", 1, 1, isType(func(v any) bool { _, ok := number(v); return ok }))
@@ -53,7 +61,7 @@ func init() {
 	def("LOWER", 1, 1, string1(func(s string) any { return strings.ToLower(s) }))
 	def("UPPER", 1, 1, string1(func(s string) any { return strings.ToUpper(s) }))
 	def("LENGTH", 1, 1, string1(func(s string) any { return float64(utf8.RuneCountInString(s)) }))
-	def("CONCAT", 2, -1, func(a []any) any {
+	functions["CONCAT"] = &function{name: "CONCAT", min: 2, max: -1, variadic: func(a []any) any {
 		var b strings.Builder
 		for _, v := range a {
 			s, ok := v.(string)
@@ -63,9 +71,9 @@ func init() {
 			b.WriteString(s)
 		}
 		return b.String()
-	})
+	}}
 	def("SUBSTRING", 2, 3, substring)
-	def("AS_NUMBER", 1, 1, func(a []any) any {
+	def("AS_NUMBER", 1, 1, func(a args, _ int) any {
 		if _, ok := number(a[0]); ok {
 			return a[0]
 		}
@@ -95,7 +103,7 @@ func init() {
 		}
 		return 0
 	}))
-	def("POWER", 2, 2, func(a []any) any {
+	def("POWER", 2, 2, func(a args, _ int) any {
 		x, ok1 := number(a[0])
 		y, ok2 := number(a[1])
 		if !ok1 || !ok2 {
@@ -105,8 +113,8 @@ func init() {
 	})
 }
 
-func string1(f func(string) any) func([]any) any {
-	return func(a []any) any {
+func string1(f func(string) any) func(args, int) any {
+	return func(a args, _ int) any {
 		s, ok := a[0].(string)
 		if !ok {
 			return undefined
@@ -115,8 +123,8 @@ func string1(f func(string) any) func([]any) any {
 	}
 }
 
-func strings2(f func(s, p string) any) func([]any) any {
-	return func(a []any) any {
+func strings2(f func(s, p string) any) func(args, int) any {
+	return func(a args, _ int) any {
 		s, ok1 := a[0].(string)
 		p, ok2 := a[1].(string)
 		if !ok1 || !ok2 {
@@ -126,8 +134,8 @@ func strings2(f func(s, p string) any) func([]any) any {
 	}
 }
 
-func math1(f func(float64) float64) func([]any) any {
-	return func(a []any) any {
+func math1(f func(float64) float64) func(args, int) any {
+	return func(a args, _ int) any {
 		x, ok := number(a[0])
 		if !ok {
 			return undefined
@@ -137,16 +145,16 @@ func math1(f func(float64) float64) func([]any) any {
 }
 
 // substring is SUBSTRING(s, start[, length]), counting characters from 0.
-func substring(a []any) any {
+func substring(a args, n int) any {
 	s, ok := a[0].(string)
 	start, ok2 := number(a[1])
 	if !ok || !ok2 {
 		return undefined
 	}
 	runes := []rune(s)
-	n := float64(len(runes))
-	length := n
-	if len(a) == 3 {
+	total := float64(len(runes))
+	length := total
+	if n == 3 {
 		l, ok := number(a[2])
 		if !ok {
 			return undefined
@@ -158,10 +166,10 @@ func substring(a []any) any {
 	if start < 0 {
 		start = 0
 	}
-	if start >= n || length <= 0 {
+	if start >= total || length <= 0 {
 		return ""
 	}
-	end := math.Min(start+length, n)
+	end := math.Min(start+length, total)
 	return string(runes[int(start):int(end)])
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strconv"
@@ -367,5 +368,24 @@ func TestQueryConditions(t *testing.T) {
 		if _, err := query.ParseCondition(bad); errcode.As(err).Code != errcode.ArgumentInvalid {
 			t.Errorf("ParseCondition(%q): got %v, want 400004", bad, err)
 		}
+	}
+}
+
+// TestQueryGroupOrder checks that groups come in the order of their values: numbers
+// numerically, then strings, then the group of twins without the property.
+func TestQueryGroupOrder(t *testing.T) {
+	t.Parallel()
+	var docs []map[string]any
+	for i, v := range []any{10.0, 2.0, -1.0, 1.5, "b", "a", nil, true, 2.0} {
+		docs = append(docs, map[string]any{"deviceId": fmt.Sprint(i), "tags": map[string]any{"v": v}})
+	}
+	docs = append(docs, map[string]any{"deviceId": "none", "tags": map[string]any{}})
+	got, _, err := runAll(t, memSource(docs), "SELECT tags.v AS v, COUNT() AS n FROM devices GROUP BY tags.v", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"n":1,"v":null},{"n":1,"v":true},{"n":1,"v":-1},{"n":1,"v":1.5},{"n":2,"v":2},{"n":1,"v":10},{"n":1,"v":"a"},{"n":1,"v":"b"},{"n":1}]`
+	if b, _ := json.Marshal(got); string(b) != want {
+		t.Fatalf("groups\n got %s\nwant %s", b, want)
 	}
 }

@@ -158,17 +158,43 @@ func keyOf(v any) (valueKey, bool) {
 // truthy reports whether a condition holds: only the boolean true does.
 func truthy(v any) bool { b, ok := v.(bool); return ok && b }
 
-// encodeKey is a stable text form of a value, for grouping and continuation tokens.
-func encodeKey(v any) string {
-	if isUndefined(v) {
-		return "u"
+// appendKey appends a text form of v that sorts like the values do within a type (numbers
+// numerically, strings by code point) and groups types: null, booleans, numbers, strings,
+// objects and arrays, then undefined. Grouping and continuation tokens use it.
+func appendKey(buf []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(buf, 'a')
+	case bool:
+		if x {
+			return append(buf, 'b', '1')
+		}
+		return append(buf, 'b', '0')
+	case string:
+		return strconv.AppendQuote(append(buf, 's'), x)
+	case undefinedType:
+		return append(buf, '~')
 	}
 	if f, ok := number(v); ok {
-		return "n" + strconv.FormatFloat(f, 'g', -1, 64)
+		if f == 0 {
+			f = 0
+		}
+		bits := math.Float64bits(f)
+		if bits>>63 == 1 {
+			bits = ^bits
+		} else {
+			bits |= 1 << 63
+		}
+		var h [16]byte // fixed width, so that the text sorts as the number does
+		for i := len(h) - 1; i >= 0; i-- {
+			h[i] = "0123456789abcdef"[bits&15]
+			bits >>= 4
+		}
+		return append(append(buf, 'n'), h[:]...)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return "?"
+		return append(buf, 'v', '?')
 	}
-	return "j" + string(b)
+	return append(append(buf, 'v'), b...)
 }
