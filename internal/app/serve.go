@@ -32,6 +32,7 @@ import (
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/telemetry"
+	"github.com/roost-iot/roost/internal/twin"
 )
 
 // nodeID returns the configured node id, or the one kept in the data dir (made on first start),
@@ -67,6 +68,7 @@ type Hub struct {
 	Telemetry *telemetry.Pipeline
 	MQTT      *mqtt.Server
 	Methods   *methods.Service
+	Twins     *twin.Store
 	NodeID    string
 	HTTPSAddr string // the bound address, useful with port 0
 	MQTTAddr  string
@@ -133,7 +135,20 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 			_ = h.MQTT.Revoke(dev, mod, code, msg)
 		}
 	}
-	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{Revoke: revoke}); err != nil {
+	// A deleted identity's twin goes with it, whichever node deletes it.
+	onDelete := func(dev, mod string) {
+		if h.Twins != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := h.Twins.Delete(dctx, dev, mod); err != nil {
+				log.Warn("could not delete the twin of a deleted identity", "device", dev, "module", mod, "err", err)
+			}
+		}
+	}
+	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{Revoke: revoke, OnDelete: onDelete}); err != nil {
+		return nil, err
+	}
+	if h.Twins, err = twin.Open(ctx, h.Engine, twin.Config{Registry: h.Registry}); err != nil {
 		return nil, err
 	}
 	if h.Telemetry, err = telemetry.Open(ctx, h.Engine, telemetry.Config{
@@ -162,6 +177,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if h.MQTT, err = mqtt.New(ctx, mqtt.Config{
 		HostName: cfg.HostName, Engine: h.Engine, Registry: h.Registry, Policies: h.Policies,
 		Telemetry: h.Telemetry, Diag: h.Diag, Metrics: h.Metrics, Logger: log, NodeID: h.NodeID,
+		Twins: h.Twins,
 	}); err != nil {
 		return nil, err
 	}
@@ -182,7 +198,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		return nil, err
 	}
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log,
-		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods})
+		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
+		Twins: h.Twins})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
