@@ -197,7 +197,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if h.Methods, err = methods.New(methods.Config{Engine: h.Engine, Registry: h.Registry, Metrics: h.Metrics, Logger: log}); err != nil {
 		return nil, err
 	}
-	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log,
+	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, QuerySource: h.Twins.Scan,
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
 		Twins: h.Twins})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
