@@ -14,15 +14,32 @@
 //
 // A failed operation becomes a record at level Error whose resultType is the six-digit code and
 // whose resultDescription is the name the troubleshooting guide uses.
+//
+// Every category's operation names and property keys are defined once, in [Categories]; use
+// the Op constants (OpDeviceConnect, OpMessageExpired, ...) rather than string literals, and
+// [Check] in tests to keep records in shape.
+//
+// Records are stored under diag.<Category>.<Level>, each with an id the engine deduplicates,
+// so a record is stored at most once even when a write is retried. [Table] reads them back as
+// the AzureDiagnostics table of the kql package, narrowing the read by time (the engine's time
+// index), category and level; [ReadFiles] reads diagnostic logs exported from an Azure IoT hub
+// into the same table; [Exporter] ships records to stdout, a file or an HTTP endpoint as
+// diagnostic settings do.
 package diag
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roost-iot/roost/internal/engine"
@@ -51,10 +68,28 @@ const (
 const (
 	LevelInformation = "Information"
 	LevelError       = "Error"
+	LevelWarning     = "Warning"
+	LevelCritical    = "Critical"
 )
+
+// InjectedFault marks an error that fault injection caused: a record whose Err wraps one gets
+// the properties faultInjected "true" and faultRule, so an injected failure is logged exactly
+// like a real one and can still be told apart.
+type InjectedFault struct {
+	// Rule is the id of the fault injection rule.
+	Rule string
+	// Description, when set, replaces the resultDescription the code would give (for failures
+	// IoT Hub reports without a code of their own, such as InternalServerError).
+	Description string
+}
+
+func (f *InjectedFault) Error() string { return "injected fault (rule " + f.Rule + ")" }
 
 // Record is one diagnostic log record. Fields left empty are filled by the [Writer].
 type Record struct {
+	// Time is when the operation happened; zero means now. Queries find records through the
+	// engine's stored time, so a record must be written within minutes of its Time (as every
+	// emitter does) to be found by a time-bounded query.
 	Time          time.Time
 	Category      string
 	OperationName string
@@ -110,18 +145,47 @@ const (
 	SubjectPrefix = "diag."
 )
 
-// Writer appends records to the engine in the background, in order, each exactly once.
+// Writer appends records to the engine in the background, in order, each at most once.
 type Writer struct {
 	cfg  Config
 	eng  *engine.Engine
 	log  *slog.Logger
-	ch   chan Wire
+	ch   chan item
 	done chan struct{} // closed when run has stored everything
 
 	mu     sync.RWMutex // guards closed; held for reading while sending on ch
 	closed bool
 
+	idPrefix string
+	seq      atomic.Uint64
+	dropped  atomic.Int64
+
 	now func() time.Time
+}
+
+// item is a record on its way to the engine, or a flush marker.
+type item struct {
+	rec   Wire
+	flush chan struct{}
+}
+
+// Subject returns the engine subject a record of the category and level is stored under.
+func Subject(category, level string) string {
+	return SubjectPrefix + token(category) + "." + token(level)
+}
+
+// token keeps a category or level a single subject token.
+func token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return engine.EncodeToken(s)
+		}
+	}
+	return s
 }
 
 // ResourceID builds the ARM id of a hub with the given name, as IoT Hub writes it in records.
@@ -156,8 +220,10 @@ func NewWriter(ctx context.Context, eng *engine.Engine, cfg Config) (*Writer, er
 	}); err != nil {
 		return nil, err
 	}
-	w := &Writer{cfg: cfg, eng: eng, log: log.With("component", "diag"), ch: make(chan Wire, cfg.Buffer),
-		done: make(chan struct{}), now: time.Now}
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	w := &Writer{cfg: cfg, eng: eng, log: log.With("component", "diag"), ch: make(chan item, cfg.Buffer),
+		done: make(chan struct{}), now: time.Now, idPrefix: hex.EncodeToString(rb[:]) + "-"}
 	go w.run()
 	return w, nil
 }
@@ -179,8 +245,21 @@ func (w *Writer) Encode(r Record) Wire {
 		CorrelationID:     r.CorrelationID,
 		Location:          w.cfg.Location,
 	}
+	props := r.Properties
 	if r.Err != nil {
 		e := errcode.As(r.Err)
+		var inj *InjectedFault
+		if errors.As(r.Err, &inj) {
+			props = maps.Clone(props)
+			if props == nil {
+				props = map[string]any{}
+			}
+			props[PropFaultInjected] = "true"
+			props[PropFaultRule] = inj.Rule
+			if out.ResultDescription == "" && inj.Description != "" {
+				out.ResultDescription = inj.Description
+			}
+		}
 		if out.ResultType == "" {
 			out.ResultType = e.Code.String()
 		}
@@ -195,9 +274,8 @@ func (w *Writer) Encode(r Record) Wire {
 		out.Level = LevelInformation
 	}
 	if r.DurationMs >= 0 {
-		out.DurationMs = itoa(r.DurationMs)
+		out.DurationMs = strconv.FormatInt(r.DurationMs, 10)
 	}
-	props := r.Properties
 	if props == nil {
 		props = map[string]any{}
 	}
@@ -218,34 +296,99 @@ func (w *Writer) Write(ctx context.Context, r Record) {
 		return
 	}
 	select {
-	case w.ch <- rec:
+	case w.ch <- item{rec: rec}:
 	case <-ctx.Done():
+		w.dropped.Add(1)
 		w.log.Warn("diagnostic record dropped", "category", rec.Category, "op", rec.OperationName, "err", ctx.Err())
 	}
 }
 
-func (w *Writer) run() {
-	defer close(w.done)
-	for rec := range w.ch {
-		w.store(rec)
+// Flush waits until every record written before it is stored, or ctx ends.
+func (w *Writer) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return nil
+	}
+	select {
+	case w.ch <- item{flush: done}:
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	w.mu.RUnlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
-func (w *Writer) store(rec Wire) {
-	b, err := json.Marshal(rec)
+// Dropped returns how many records were dropped because the buffer stayed full until the
+// writer's context ended, or the engine refused them.
+func (w *Writer) Dropped() int64 { return w.dropped.Load() }
+
+// maxBatch bounds the records stored in one round.
+const maxBatch = 512
+
+func (w *Writer) run() {
+	defer close(w.done)
+	batch := make([]engine.OutMsg, 0, maxBatch)
+	var flushes []chan struct{}
+	for it := range w.ch {
+		batch, flushes = w.add(batch, flushes, it)
+		// Take whatever else is already waiting, so a burst shares one round trip.
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case it, ok := <-w.ch:
+				if !ok {
+					break more
+				}
+				batch, flushes = w.add(batch, flushes, it)
+			default:
+				break more
+			}
+		}
+		w.store(batch)
+		for _, f := range flushes {
+			close(f)
+		}
+		batch, flushes = batch[:0], flushes[:0]
+	}
+}
+
+func (w *Writer) add(batch []engine.OutMsg, flushes []chan struct{}, it item) ([]engine.OutMsg, []chan struct{}) {
+	if it.flush != nil {
+		return batch, append(flushes, it.flush)
+	}
+	b, err := json.Marshal(it.rec)
 	if err != nil {
+		return batch, flushes
+	}
+	id := w.idPrefix + strconv.FormatUint(w.seq.Add(1), 36)
+	return append(batch, engine.OutMsg{Subject: Subject(it.rec.Category, it.rec.Level), ID: id, Data: b}), flushes
+}
+
+// store writes a batch, retrying it whole: the ids make the engine drop what it already has.
+func (w *Writer) store(batch []engine.OutMsg) {
+	if len(batch) == 0 {
 		return
 	}
+	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = w.eng.Publish(ctx, SubjectPrefix+rec.Category, b, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = w.eng.PublishBatch(ctx, batch)
 		cancel()
 		if err == nil {
 			return
 		}
 		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
-	w.log.Error("diagnostic record not stored", "category", rec.Category, "err", err)
+	w.dropped.Add(int64(len(batch)))
+	w.log.Error("diagnostic records not stored", "count", len(batch), "err", err)
 }
 
 // Close stores every queued record and stops the writer.
@@ -282,11 +425,6 @@ func MaskIP(addr string) string {
 	return s
 }
 
-func itoa(n int64) string {
-	b, _ := json.Marshal(n)
-	return string(b)
-}
-
 // Read calls fn with every stored record of the category ("" for all) written at or after since,
 // oldest first, until fn returns false.
 func Read(ctx context.Context, eng *engine.Engine, category string, since time.Time, fn func(Wire) bool) error {
@@ -296,7 +434,7 @@ func Read(ctx context.Context, eng *engine.Engine, category string, since time.T
 	}
 	filter := SubjectPrefix + ">"
 	if category != "" {
-		filter = SubjectPrefix + category
+		filter = SubjectPrefix + token(category) + ".>"
 	}
 	return st.Read(ctx, filter, since, func(m engine.Msg) bool {
 		var rec Wire
