@@ -1,0 +1,25 @@
+// Package blob is the storage side of file uploads: Roost's built-in store that speaks the part
+// of the Azure Blob REST API device SDKs use to upload (Put Blob, Put Block, Put Block List, Get
+// Blob, Get Blob Properties), and the client of an external Azure Storage account for hubs
+// configured with a storage connection string.
+//
+// Both sides authorize blob requests with Blob service SAS tokens ([SAS]): the built-in store
+// signs them with an account key that it keeps in the engine, so every node honours a token any
+// node issued; an external account's tokens are signed with its own key, as IoT Hub does.
+//
+//	ix, _ := blob.OpenIndex(ctx, eng)
+//	st, _ := blob.OpenLocal(ctx, blob.LocalConfig{Dir: "roost-data/blobs", Index: ix, Account: "myhub",
+//		Container: "fileupload", Host: "myhub.local", NodeID: "node-1"})
+//	g := st.Grant("dev1/photo.jpg", time.Now().Add(time.Hour)) // hostName, containerName, sasToken
+//	_ = st.Authorize(r.URL.Query(), "dev1/photo.jpg", blob.PermWrite, ip)
+//	_, _ = st.StageBlock(ctx, "dev1/photo.jpg", id, r.Body, r.ContentLength, nil)
+//	p, _ := st.CommitBlockList(ctx, "dev1/photo.jpg", refs, blob.Headers{}, blob.Conditions{})
+//
+// Writes are atomic: blocks and whole blobs are written to temporary files and renamed into
+// place, and a committed version becomes visible only when the engine-held [Index] names it.
+// Uncommitted blocks are removed a day after they were written ([Local.GC]).
+//
+// Every operation returns an [*errcode.Error] whose cause is a [*StorageError]: the blob endpoint
+// answers with the Blob service's status and error code, diagnostic records keep a six-digit
+// code.
+package blob
