@@ -531,7 +531,7 @@ func (s *Store) DesiredNotification(change []byte, gen string, after int64) (ver
 	if !ok || h.gen != gen || h.dv <= after {
 		return 0, nil, false
 	}
-	if len(h.dp) > 0 && (after == 0 || h.dv == after+1) {
+	if len(h.dp) > 1 && h.dp[0] == '{' && (after == 0 || h.dv == after+1) {
 		return h.dv, withVersion(h.dp, h.dv), true
 	}
 	d, err := decodeStored(change)
