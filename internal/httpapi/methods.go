@@ -8,12 +8,7 @@ import (
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
-	"github.com/roost-iot/roost/internal/methods"
 )
-
-// maxMethodBody is the largest direct method request body read. Bodies up to it get the exact
-// payload-size error (400004); a payload may hold at most 128 KB.
-const maxMethodBody = 1 << 20
 
 // methodRoutes serves direct method calls (spec/service-api.md 2.7). Each call writes one
 // DirectMethods record, operation "send", with deviceId, RequestSize, ResponseSize and
@@ -30,17 +25,8 @@ func (a *API) methodRoutes() {
 // the device gave, with the payload byte for byte as the device sent it.
 func (a *API) invokeMethod(w http.ResponseWriter, r *http.Request, c *call) error {
 	c.props = map[string]any{"RequestSize": 0, "ResponseSize": 0, "sdkVersion": r.URL.Query().Get("api-version")}
-	body, err := readBody(r, maxMethodBody)
-	if err != nil {
-		return err
-	}
-	mc, err := methods.DecodeCall(body)
-	if err != nil {
-		return err
-	}
-	mc.DeviceID, mc.ModuleID = r.PathValue("id"), r.PathValue("mid")
-	c.props["RequestSize"] = len(mc.Payload)
-	res, err := a.cfg.Methods.Invoke(r.Context(), mc)
+	res, size, err := a.cfg.Methods.InvokeJSON(r.Context(), r.PathValue("id"), r.PathValue("mid"), r.Body)
+	c.props["RequestSize"] = size
 	if err != nil {
 		return err
 	}

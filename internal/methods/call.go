@@ -145,6 +145,26 @@ func (c Call) responseTimeout() time.Duration {
 	return c.ResponseTimeout
 }
 
+// describe names a character for an error message without writing characters that the SDKs'
+// error parsers split on.
+func describe(b byte) string {
+	switch {
+	case b == ' ':
+		return "a space"
+	case b == '"':
+		return "a quote"
+	case b == ';':
+		return "a semicolon"
+	case b == '\\':
+		return "a backslash"
+	case b < ' ' || b == 0x7f:
+		return "a control character"
+	case b > 0x7f:
+		return "a non-ASCII character"
+	}
+	return "'" + string(rune(b)) + "'"
+}
+
 // forbidden are the printable ASCII characters IoT Hub does not allow in method names.
 const forbidden = `$()<>@,;:\"/[]?={}`
 
@@ -164,12 +184,9 @@ func checkName(name string) error {
 			if len(shown) > 64 {
 				shown = shown[:64] + "..."
 			}
-			what := strconv.QuoteRune(rune(b))
-			if b >= 0x80 {
-				what = "a non-ASCII character"
-			}
 			return errcode.New(errcode.ArgumentInvalid,
-				"methodName '%s' holds %s; method names are printable US-ASCII without spaces or any of %s", shown, what, forbidden)
+				"methodName '%s' holds %s: method names are printable US-ASCII without spaces, quotes, semicolons, backslashes or any of $()<>@,:/[]?={}",
+				shown, describe(b))
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -117,6 +118,34 @@ func (s *Service) Invoke(ctx context.Context, c Call) (Result, error) {
 	m.MethodSuccess.Inc()
 	m.MethodResponseSize.Observe(float64(len(res.Payload)))
 	return res, nil
+}
+
+// MaxBody is the largest service API body [Service.InvokeJSON] reads, in bytes. Bodies up to it
+// get the exact payload-size error (400004) when their payload is over [MaxPayload].
+const MaxBody = 1 << 20
+
+// InvokeJSON reads a call from the service API's JSON body (see [DecodeCall]) and invokes it on
+// the identity. It also returns the request's payload size, for the caller's records, whether
+// or not the call succeeds. A body that cannot be read or decoded counts as a failed call.
+func (s *Service) InvokeJSON(ctx context.Context, deviceID, moduleID string, body io.Reader) (Result, int, error) {
+	b, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
+	switch {
+	case err != nil:
+		err = errcode.Wrap(errcode.GenericBadRequest, err, "could not read the request body")
+	case len(b) > MaxBody:
+		err = errcode.New(errcode.GenericRequestEntityTooLarge, "the request body is larger than %d bytes", MaxBody)
+	}
+	var c Call
+	if err == nil {
+		c, err = DecodeCall(b)
+	}
+	if err != nil {
+		s.cfg.Metrics.MethodFailure.Inc()
+		return Result{}, 0, err
+	}
+	c.DeviceID, c.ModuleID = deviceID, moduleID
+	res, err := s.Invoke(ctx, c)
+	return res, len(c.Payload), err
 }
 
 func (s *Service) invoke(ctx context.Context, c Call) (Result, error) {
