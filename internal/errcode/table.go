@@ -182,7 +182,8 @@ const (
 	KeyEncryptionKeyRevoked Code = 403011
 	// DeviceDisabled is 403012: the device is disabled.
 	DeviceDisabled Code = 403012
-	// DeviceModelMaxPropertiesExceeded is 403100: the device model has too many properties.
+	// DeviceModelMaxPropertiesExceeded is 403100: a twin's tags, desired or reported properties
+	// would be over their size limit (the name comes from the SDKs' enum).
 	DeviceModelMaxPropertiesExceeded Code = 403100
 	// DeviceModelMaxIndexablePropertiesExceeded is 403101: the device model has too many indexable
 	// properties.
@@ -606,7 +607,19 @@ var catalog = []Entry{
 		Resolution: "Run `roost device show <id>` to see the status and statusReason. Once the reason is " +
 			"dealt with, update the device with status \"enabled\".",
 	},
-	{Code: DeviceModelMaxPropertiesExceeded, Name: "DeviceModelMaxPropertiesExceeded", Summary: "The device model has too many properties."},
+	{
+		Code: DeviceModelMaxPropertiesExceeded, Name: "DeviceModelMaxPropertiesExceeded",
+		Summary: "A twin section would be over its size limit.",
+		Symptom: "Updating a twin fails with 403100 and a message such as \"'properties.reported' would be " +
+			"33000 bytes\": a device's reported-property patch (MQTT status 403) or a service's tags or " +
+			"desired-property update (HTTP 403).",
+		Cause: "After the change, tags would exceed 8 KB, or desired or reported properties 32 KB each. " +
+			"The size counts every key and string value by its characters, numbers as 8 bytes and " +
+			"booleans as 4; $metadata and $version do not count. Nothing is changed.",
+		Resolution: "Keep twins small: delete properties that are no longer needed (set them to null), " +
+			"shorten keys, and move bulky data to telemetry or file upload, keeping only a reference " +
+			"in the twin.",
+	},
 	{Code: DeviceModelMaxIndexablePropertiesExceeded, Name: "DeviceModelMaxIndexablePropertiesExceeded", Summary: "The device model has too many indexable properties."},
 	{Code: DeviceMaximumInflightMethodExceeded, Name: "DeviceMaximumInflightMethodExceeded", Summary: "Too many direct method calls are in flight for the device."},
 	{Code: GenericNotFound, Name: "GenericNotFound", Summary: "The resource was not found."},
