@@ -66,6 +66,9 @@ type Config struct {
 	// TelemetryRetention is how long device-to-cloud messages are kept.
 	TelemetryRetention time.Duration
 
+	// Trouble holds the troubleshooting settings (admin token, exports, alerts, faults).
+	Trouble Troubleshooting
+
 	sources map[string]string // setting name -> where its value came from
 }
 
@@ -86,6 +89,7 @@ func Default() Config {
 
 		Partitions:         4,
 		TelemetryRetention: 24 * time.Hour,
+		Trouble:            defaultTroubleshooting(),
 	}
 }
 
@@ -174,6 +178,7 @@ func settings() []setting {
 			c.TelemetryRetention = d
 			return err
 		}, func(c *Config) string { return c.TelemetryRetention.String() }))
+	out = append(out, troubleshootingSettings()...)
 	return out
 }
 
@@ -374,6 +379,7 @@ func (c *Config) Validate() error {
 	if c.TelemetryRetention < time.Minute || c.TelemetryRetention > 365*24*time.Hour {
 		bad("telemetry-retention", "%s is not between 1m and 8760h (a year)", c.TelemetryRetention)
 	}
+	c.validateTroubleshooting(bad)
 	return errors.Join(errs...)
 }
 

@@ -51,10 +51,10 @@ type ExportConfig struct {
 	Logger *slog.Logger
 }
 
-// ParseExport reads a diagnostic setting written as DEST[,format=lines][,categories=A+B], the
-// form of the --diag-export flag.
+// ParseExport reads a diagnostic setting written as DEST[;format=lines][;categories=A+B][;name=N],
+// the form of the --diag-export flag.
 func ParseExport(s string) (ExportConfig, error) {
-	parts := strings.Split(s, ",")
+	parts := strings.Split(s, ";")
 	cfg := ExportConfig{Dest: strings.TrimSpace(parts[0]), Format: FormatRecords}
 	if cfg.Dest == "" {
 		return cfg, errors.New("an export needs a destination: stdout, a file path or an http(s) URL")

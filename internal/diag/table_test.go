@@ -289,11 +289,11 @@ func TestSummarizeErrors(t *testing.T) {
 
 func TestParseExport(t *testing.T) {
 	t.Parallel()
-	cfg, err := diag.ParseExport("https://collector.example/ingest?k=1,format=lines,categories=connections+DeviceTelemetry")
+	cfg, err := diag.ParseExport("https://collector.example/ingest?k=1;format=lines;categories=connections+DeviceTelemetry")
 	if err != nil || cfg.Format != "lines" || len(cfg.Categories) != 2 || cfg.Categories[0] != "Connections" {
 		t.Fatalf("%+v %v", cfg, err)
 	}
-	for _, bad := range []string{"", "stdout,format=xml", "stdout,categories=Nope", "stdout,color=red", "stdout,x"} {
+	for _, bad := range []string{"", "stdout;format=xml", "stdout;categories=Nope", "stdout;color=red", "stdout;x"} {
 		if _, err := diag.ParseExport(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
