@@ -28,6 +28,8 @@ Usage:
   roost monitor-events [flags]         print device-to-cloud messages as they arrive (like
                                        az iot hub monitor-events)
   roost method invoke DEVICE METHOD    call a direct method on a device and print its answer
+  roost twin show|update DEVICE        read a device's or module's twin, change its desired
+                                       properties and tags
   roost query "SELECT ..." [flags]     run an IoT Hub query over the twins and print every page
   roost errors [explain <code|name>]   list IoT Hub error codes, or explain one
   roost version                        print the version
@@ -64,6 +66,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runMethod(ctx, rest, stdout, stderr)
 	case "query":
 		return runQueryCommand(ctx, rest, stdout, stderr)
+	case "twin", "twins":
+		return runTwin(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "roost", Version)
 		return 0
