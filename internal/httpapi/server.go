@@ -25,6 +25,7 @@ import (
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
+	"github.com/roost-iot/roost/internal/faults"
 	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/query"
@@ -47,6 +48,8 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// WebSocket, when set, serves /$iothub/websocket (MQTT over WebSockets).
 	WebSocket http.Handler
+	// Faults, when set, injects failures into REST operations (fault injection).
+	Faults *faults.Injector
 	// Telemetry, when set, serves device HTTPS telemetry and the service's event stream and
 	// consumer groups (/messages/events).
 	Telemetry *telemetry.Pipeline
@@ -117,6 +120,9 @@ func (a *API) route(pattern string, need auth.Right, category, operation string,
 			var pol auth.Policy
 			pol, err = a.cfg.Policies.AuthorizeService(r.Context(), r.Header.Get("Authorization"), need)
 			c.policy = pol.KeyName
+		}
+		if err == nil {
+			err = a.injectFault(r, c)
 		}
 		if err == nil {
 			err = h(w, r, c)

@@ -185,6 +185,9 @@ func (c *conn) handshake() bool {
 		return refuse(code, dev, mod, e)
 	}
 	c.id = id
+	if e := c.connectFault(dev); e != nil {
+		return refuse(connRefusedUnavailable, dev, mod, e)
+	}
 	if cp.willFlag && !c.allowedWill(cp.willTopic) {
 		return refuse(connRefusedNotAuthorized, dev, mod, errcode.New(errcode.IotHubUnauthorized,
 			"the will topic %q is not this identity's telemetry topic", cp.willTopic))
@@ -453,6 +456,9 @@ func (c *conn) onTelemetry(p publish, t parsedTopic) error {
 		e := errcode.New(errcode.MessageTooLarge, "the message is %d bytes; the limit is %d", size, telemetry.MaxMessageSize)
 		c.recordTelemetryError(msg, size, e)
 		return e
+	}
+	if err := c.telemetryFault(msg, len(p.payload)); err != nil {
+		return err
 	}
 	pending, err := c.s.cfg.Telemetry.SendAsync(msg)
 	if err != nil {

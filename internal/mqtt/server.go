@@ -32,6 +32,7 @@ import (
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
+	"github.com/roost-iot/roost/internal/faults"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
@@ -63,6 +64,10 @@ type Config struct {
 	ActivityInterval time.Duration
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
+	// Faults, when set, injects failures into connects and telemetry (see faults.go).
+	Faults *faults.Injector
+	// OnThrottled, when set, is told of each telemetry message refused with 429001.
+	OnThrottled func()
 
 	// Twins, when set, serves the device side of twins; without it twin requests get 503.
 	Twins Twins
@@ -106,6 +111,8 @@ type kickMsg struct {
 	// Code, when set, is the error the closed connections are logged with.
 	Code int    `json:"code,omitempty"`
 	Msg  string `json:"msg,omitempty"`
+	// Fault names the fault injection rule behind the kick, if any.
+	Fault string `json:"fault,omitempty"`
 }
 
 // Revoke closes every connection of an identity, on any node: the registry calls it when a
@@ -247,7 +254,7 @@ func (s *Server) dispatch() {
 		}
 		for _, c := range targets {
 			if k.Code != 0 {
-				c.revoked(errcode.New(errcode.Code(k.Code), "%s", k.Msg))
+				c.revoked(kickError(k))
 				continue
 			}
 			c.kicked(k.Rev)
