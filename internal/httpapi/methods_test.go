@@ -82,7 +82,11 @@ func newMethodNode(t testing.TB, eng *engine.Engine, node string, clk methods.Cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: n.reg, Policies: pols, Diag: dw, Metrics: n.m, Methods: svc}))
+	// The hub's own ECDSA certificate, as roost serve uses (httptest's RSA one costs far more per
+	// handshake).
+	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Registry: n.reg, Policies: pols, Diag: dw, Metrics: n.m, Methods: svc}))
+	srv.TLS = mat.Config.Clone()
+	srv.StartTLS()
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
