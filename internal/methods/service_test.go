@@ -335,3 +335,33 @@ func TestMethodsInvokeCallerGoesAway(t *testing.T) {
 		t.Fatal("the call outlived its caller")
 	}
 }
+
+// BenchmarkMethodsInvoke measures the engine leg of a call: Invoke on one node, a NATS request to
+// a subscriber standing in for the device's connection, and its answer (embedded engine).
+func BenchmarkMethodsInvoke(b *testing.B) {
+	eng := enginetest.Start(b)
+	reg, err := registry.New(context.Background(), eng, registry.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc, err := methods.New(methods.Config{Engine: eng, Registry: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub, err := eng.Subscribe(methods.Subject("bench", ""), func(in engine.Inbound) {
+		req, _ := methods.DecodeRequest(in.Data)
+		_ = in.Reply(methods.AppendResponse(nil, 200, req.Payload))
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	call := methods.Call{DeviceID: "bench", MethodName: "ping", Payload: []byte(`{"seq":12345,"note":"direct method benchmark"}`)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := svc.Invoke(context.Background(), call); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
