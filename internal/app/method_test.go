@@ -30,8 +30,8 @@ func methodDevice(t *testing.T, h *Hub, id string) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(h.TLS.CAPEM)
-	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://"+h.MQTTAddr).SetClientID(id).
-		SetUsername(h.Config.HostName+"/"+id+"/?api-version=2021-04-12").SetPassword(tok).
+	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + h.MQTTAddr).SetClientID(id).
+		SetUsername(h.Config.HostName + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
 		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: h.Config.HostName, MinVersion: tls.VersionTLS12}).
 		SetProtocolVersion(4).SetAutoReconnect(false))
 	if ct := c.Connect(); !ct.WaitTimeout(10*time.Second) || ct.Error() != nil {
