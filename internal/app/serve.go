@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/auth"
+	"github.com/roost-iot/roost/internal/blob"
 	"github.com/roost-iot/roost/internal/certs"
 	"github.com/roost-iot/roost/internal/config"
 	"github.com/roost-iot/roost/internal/diag"
@@ -33,6 +34,7 @@ import (
 	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/twin"
+	"github.com/roost-iot/roost/internal/upload"
 )
 
 // nodeID returns the configured node id, or the one kept in the data dir (made on first start),
@@ -69,6 +71,8 @@ type Hub struct {
 	MQTT      *mqtt.Server
 	Methods   *methods.Service
 	Twins     *twin.Store
+	Uploads   *upload.Service
+	Blobs     *blob.Local // the built-in blob store; nil with --blob-connection-string
 	NodeID    string
 	HTTPSAddr string // the bound address, useful with port 0
 	MQTTAddr  string
@@ -197,9 +201,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if h.Methods, err = methods.New(methods.Config{Engine: h.Engine, Registry: h.Registry, Metrics: h.Metrics, Logger: log}); err != nil {
 		return nil, err
 	}
+	if err := h.openUploads(ctx); err != nil {
+		return nil, err
+	}
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, QuerySource: h.Twins.Scan,
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
-		Twins: h.Twins})
+		Twins:   h.Twins,
+		Uploads: h.Uploads, BlobStore: h.Blobs})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -301,6 +309,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 func (h *Hub) close() {
+	h.closeUploads()
 	if h.Telemetry != nil {
 		h.Telemetry.Close()
 		h.Telemetry = nil

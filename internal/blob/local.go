@@ -778,7 +778,8 @@ func (l *Local) StartGC(every time.Duration) {
 	if l.stop != nil {
 		return
 	}
-	l.stop = make(chan struct{})
+	stop := make(chan struct{})
+	l.stop = stop
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -786,7 +787,7 @@ func (l *Local) StartGC(every time.Duration) {
 		defer t.Stop()
 		for {
 			select {
-			case <-l.stop:
+			case <-stop:
 				return
 			case <-t.C:
 				ctx, cancel := context.WithTimeout(context.Background(), every)

@@ -65,6 +65,26 @@ type Config struct {
 	Partitions int
 	// TelemetryRetention is how long device-to-cloud messages are kept.
 	TelemetryRetention time.Duration
+	// FileUploadSASTTL is how long a file upload's SAS URI, and the upload's place among the
+	// device's 10 concurrent uploads, stays valid (IoT Hub's sasTtlAsIso8601).
+	FileUploadSASTTL time.Duration
+	// FileUploadNotifications queues a notification for the service side when a device reports
+	// a successful upload (IoT Hub's enableFileUploadNotifications).
+	FileUploadNotifications bool
+	// FileNotificationTTL is how long a file upload notification waits to be read.
+	FileNotificationTTL time.Duration
+	// FileNotificationLock is how long a received file upload notification stays locked.
+	FileNotificationLock time.Duration
+	// FileNotificationMaxDelivery is how often a notification is handed out before it is dropped.
+	FileNotificationMaxDelivery int
+	// BlobConnectionString, when set, makes devices upload to that Azure Storage account (or
+	// Azurite) instead of the built-in blob store. It holds the account key: keep it secret.
+	BlobConnectionString string
+	// BlobContainer is the blob container uploads go to.
+	BlobContainer string
+	// BlobHost is the host[:port] devices are told to upload to when the built-in store is used.
+	// Empty means HostName.
+	BlobHost string
 
 	// Trouble holds the troubleshooting settings (admin token, exports, alerts, faults).
 	Trouble Troubleshooting
@@ -90,6 +110,13 @@ func Default() Config {
 		Partitions:         4,
 		TelemetryRetention: 24 * time.Hour,
 		Trouble:            defaultTroubleshooting(),
+
+		FileUploadSASTTL:            time.Hour,
+		FileUploadNotifications:     true,
+		FileNotificationTTL:         time.Hour,
+		FileNotificationLock:        time.Minute,
+		FileNotificationMaxDelivery: 100,
+		BlobContainer:               "fileupload",
 	}
 }
 
@@ -178,6 +205,7 @@ func settings() []setting {
 			c.TelemetryRetention = d
 			return err
 		}, func(c *Config) string { return c.TelemetryRetention.String() }))
+	out = append(out, uploadSettings()...)
 	out = append(out, troubleshootingSettings()...)
 	return out
 }
@@ -379,6 +407,7 @@ func (c *Config) Validate() error {
 	if c.TelemetryRetention < time.Minute || c.TelemetryRetention > 365*24*time.Hour {
 		bad("telemetry-retention", "%s is not between 1m and 8760h (a year)", c.TelemetryRetention)
 	}
+	c.validateUploads(bad)
 	c.validateTroubleshooting(bad)
 	return errors.Join(errs...)
 }

@@ -29,6 +29,7 @@ func (a *API) routes() {
 	a.methodRoutes()
 	a.twinRoutes()
 	a.queryRoutes()
+	a.fileUploadRoutes()
 }
 
 // putDevice creates a device (no If-Match) or replaces it (If-Match: an etag or "*").

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/auth"
+	"github.com/roost-iot/roost/internal/blob"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/faults"
@@ -32,6 +33,7 @@ import (
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/twin"
+	"github.com/roost-iot/roost/internal/upload"
 )
 
 // Config wires the API to the domain.
@@ -60,6 +62,14 @@ type Config struct {
 	// QuerySource, when set, serves the query language (POST /devices/query) over the twins it
 	// reads.
 	QuerySource query.Source
+	// Uploads, when set, serves file uploads: the device side (/devices/{id}/files), the
+	// notification queue (/messages/serviceBound/filenotifications) and the file list (/files).
+	Uploads *upload.Service
+	// BlobStore, when set, serves the built-in blob endpoint under /{container}/.
+	BlobStore *blob.Local
+	// BlobIdleTimeout ends a blob upload whose client sends nothing for this long. Zero means
+	// 2 minutes.
+	BlobIdleTimeout time.Duration
 }
 
 // API is the HTTPS request handler.
@@ -139,6 +149,10 @@ func (a *API) route(pattern string, need auth.Right, category, operation string,
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.WebSocket != nil && r.URL.Path == "/$iothub/websocket" {
 		a.cfg.WebSocket.ServeHTTP(w, r)
+		return
+	}
+	if a.isBlobPath(r) { // before the mux, which would redirect "..", "." and "//" paths
+		a.serveBlob(w, r)
 		return
 	}
 	h, pattern := a.mux.Handler(r)
