@@ -85,8 +85,3 @@ func DeviceKeyFilters(kind string, modules bool) []string {
 	}
 	return []string{"*." + kind}
 }
-
-// ModuleKeyFilter selects the keys of one device's modules in a device bucket.
-func ModuleKeyFilter(deviceID, kind string) string {
-	return EncodeToken(deviceID) + ".m.*." + kind
-}
