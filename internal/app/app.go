@@ -33,6 +33,7 @@ Usage:
   roost query "SELECT ..." [flags]     run an IoT Hub query over the twins and print every page
   roost errors [explain <code|name>]   list IoT Hub error codes, or explain one
   roost files list|get|notifications  read uploaded files and file upload notifications
+  roost files list|get|notifications  read uploaded files and file upload notifications
   roost version                        print the version
 
 Client commands find the hub through --connection-string, ROOST_CONNECTION_STRING, or the
@@ -69,6 +70,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runQueryCommand(ctx, rest, stdout, stderr)
 	case "twin", "twins":
 		return runTwin(ctx, rest, stdout, stderr)
+	case "files", "file":
+		return runFiles(ctx, rest, stdout, stderr)
 	case "files", "file":
 		return runFiles(ctx, rest, stdout, stderr)
 	case "version", "--version":
