@@ -44,13 +44,8 @@ func (h *Hub) adminHandler() http.Handler {
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(v)
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := h.Policies.Policies(r.Context()); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", h.trouble.healthz)
+	h.trouble.mount(mux)
 	mux.Handle("GET /metrics", h.Metrics.Handler())
 	mux.HandleFunc("GET /errors", func(w http.ResponseWriter, r *http.Request) {
 		all := errcode.All()

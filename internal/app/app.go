@@ -32,6 +32,10 @@ Usage:
                                        properties and tags
   roost query "SELECT ..." [flags]     run an IoT Hub query over the twins and print every page
   roost errors [explain <code|name>]   list IoT Hub error codes, or explain one
+  roost logs query|tail|explain        query diagnostic logs with KQL (also exported IoT Hub logs
+                                       with --file), follow them, summarize their errors
+  roost metrics                        print the hub's IoT Hub metrics
+  roost faults add|list|remove|clear   inject IoT Hub's transient failures (fault injection)
   roost files list|get|notifications  read uploaded files and file upload notifications
   roost files list|get|notifications  read uploaded files and file upload notifications
   roost version                        print the version
@@ -74,6 +78,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runFiles(ctx, rest, stdout, stderr)
 	case "files", "file":
 		return runFiles(ctx, rest, stdout, stderr)
+	case "logs", "log":
+		return runLogs(ctx, rest, stdout, stderr)
+	case "metrics":
+		return runMetrics(ctx, rest, stdout, stderr)
+	case "faults", "fault":
+		return runFaults(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "roost", Version)
 		return 0

@@ -78,6 +78,8 @@ type Hub struct {
 	MQTTAddr  string
 	AdminAddr string
 
+	trouble *troubleshooting // fault injection, metrics history, exports, alerts, events
+
 	log     *slog.Logger
 	servers []*http.Server
 	done    chan struct{}
@@ -168,6 +170,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	}); err != nil {
 		return nil, err
 	}
+	if h.trouble, err = newTroubleshooting(ctx, h); err != nil {
+		return nil, err
+	}
 	h.TLS, err = certs.Load(certs.Options{
 		Dir:       filepath.Join(cfg.DataDir, "tls"),
 		Hostnames: append([]string{cfg.HostName}, cfg.TLSSANs...),
@@ -181,6 +186,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if h.MQTT, err = mqtt.New(ctx, mqtt.Config{
 		HostName: cfg.HostName, Engine: h.Engine, Registry: h.Registry, Policies: h.Policies,
 		Telemetry: h.Telemetry, Diag: h.Diag, Metrics: h.Metrics, Logger: log, NodeID: h.NodeID,
+		Faults: h.trouble.faultInjector(), OnThrottled: h.trouble.throttled,
 		Twins: h.Twins,
 	}); err != nil {
 		return nil, err
@@ -204,7 +210,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if err := h.openUploads(ctx); err != nil {
 		return nil, err
 	}
-	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, QuerySource: h.Twins.Scan,
+	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, Faults: h.trouble.faultInjector(), QuerySource: h.Twins.Scan,
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
 		Twins:   h.Twins,
 		Uploads: h.Uploads, BlobStore: h.Blobs})
@@ -235,6 +241,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if err := h.writeLocal(); err != nil {
 		return nil, err
 	}
+	h.trouble.start()
 	ok = true
 	return h, nil
 }
@@ -314,6 +321,8 @@ func (h *Hub) close() {
 		h.Telemetry.Close()
 		h.Telemetry = nil
 	}
+	h.trouble.close()
+	h.trouble = nil
 	if h.Diag != nil {
 		h.Diag.Close()
 		h.Diag = nil

@@ -7,6 +7,10 @@ import (
 	"unicode/utf8"
 )
 
+// maxConcat bounds what CONCAT builds, in bytes (a twin's strings are at most 4 KB), so a
+// query of thousands of arguments cannot make each twin cost megabytes; longer is undefined.
+const maxConcat = 64 << 10
+
 // maxFixedArgs is the most arguments a function other than CONCAT takes.
 const maxFixedArgs = 3
 
@@ -62,13 +66,21 @@ func init() {
 	def("UPPER", 1, 1, string1(func(s string) any { return strings.ToUpper(s) }))
 	def("LENGTH", 1, 1, string1(func(s string) any { return float64(utf8.RuneCountInString(s)) }))
 	functions["CONCAT"] = &function{name: "CONCAT", min: 2, max: -1, variadic: func(a []any) any {
-		var b strings.Builder
+		n := 0
 		for _, v := range a {
 			s, ok := v.(string)
 			if !ok {
 				return undefined
 			}
-			b.WriteString(s)
+			n += len(s)
+		}
+		if n > maxConcat {
+			return undefined
+		}
+		var b strings.Builder
+		b.Grow(n)
+		for _, v := range a {
+			b.WriteString(v.(string))
 		}
 		return b.String()
 	}}

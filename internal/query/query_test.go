@@ -338,6 +338,16 @@ func TestQueryLimits(t *testing.T) {
 	if ids(items) != "42" {
 		t.Fatalf("got %q, want 42", ids(items))
 	}
+
+	// CONCAT stops at 64 KiB, so many arguments cannot make each twin cost megabytes.
+	big := memSource([]map[string]any{{"deviceId": "big", "tags": map[string]any{"s": strings.Repeat("x", 4096)}}})
+	for n, want := range map[int]string{10: "big", 20: ""} {
+		text := "SELECT * FROM devices WHERE IS_DEFINED(CONCAT(" + strings.TrimSuffix(strings.Repeat("tags.s,", n), ",") + "))"
+		items, _, err := runAll(t, big, text, 10)
+		if err != nil || ids(items) != want {
+			t.Errorf("CONCAT of %d x 4 KB: got %q %v, want %q", n, ids(items), err, want)
+		}
+	}
 }
 
 // TestQueryConditions checks the bare conditions of jobs and configurations.
