@@ -298,7 +298,11 @@ func (q *Query) groups(ctx context.Context, src Source, limit int, after []strin
 	err = q.scan(ctx, src, func(doc map[string]any) {
 		kb = kb[:0]
 		for i, g := range q.groupBy {
-			vals[i] = g.eval(doc)
+			// Groups are of primitive values: a twin whose property is an object or an array
+			// joins those without the property, so that no group holds a copy of a document.
+			if vals[i] = g.eval(doc); !isPrimitive(vals[i]) {
+				vals[i] = undefined
+			}
 			kb = append(appendKey(kb, vals[i]), 0)
 		}
 		g := byKey[string(kb)]

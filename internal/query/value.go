@@ -158,9 +158,9 @@ func keyOf(v any) (valueKey, bool) {
 // truthy reports whether a condition holds: only the boolean true does.
 func truthy(v any) bool { b, ok := v.(bool); return ok && b }
 
-// appendKey appends a text form of v that sorts like the values do within a type (numbers
-// numerically, strings by code point) and groups types: null, booleans, numbers, strings,
-// objects and arrays, then undefined. Grouping and continuation tokens use it.
+// appendKey appends a text form of a primitive (or undefined) that sorts like the values do
+// within a type (numbers numerically, strings by code point) and groups types: null, booleans,
+// numbers, strings, then undefined. Grouping and continuation tokens use it.
 func appendKey(buf []byte, v any) []byte {
 	switch x := v.(type) {
 	case nil:
@@ -172,29 +172,24 @@ func appendKey(buf []byte, v any) []byte {
 		return append(buf, 'b', '0')
 	case string:
 		return strconv.AppendQuote(append(buf, 's'), x)
-	case undefinedType:
+	}
+	f, ok := number(v)
+	if !ok {
 		return append(buf, '~')
 	}
-	if f, ok := number(v); ok {
-		if f == 0 {
-			f = 0
-		}
-		bits := math.Float64bits(f)
-		if bits>>63 == 1 {
-			bits = ^bits
-		} else {
-			bits |= 1 << 63
-		}
-		var h [16]byte // fixed width, so that the text sorts as the number does
-		for i := len(h) - 1; i >= 0; i-- {
-			h[i] = "0123456789abcdef"[bits&15]
-			bits >>= 4
-		}
-		return append(append(buf, 'n'), h[:]...)
+	if f == 0 {
+		f = 0
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return append(buf, 'v', '?')
+	bits := math.Float64bits(f)
+	if bits>>63 == 1 {
+		bits = ^bits
+	} else {
+		bits |= 1 << 63
 	}
-	return append(append(buf, 'v'), b...)
+	var h [16]byte // fixed width, so that the text sorts as the number does
+	for i := len(h) - 1; i >= 0; i-- {
+		h[i] = "0123456789abcdef"[bits&15]
+		bits >>= 4
+	}
+	return append(append(buf, 'n'), h[:]...)
 }
