@@ -228,6 +228,9 @@ func NewWriter(ctx context.Context, eng *engine.Engine, cfg Config) (*Writer, er
 	return w, nil
 }
 
+// ResourceID returns the hub's ARM id written in every record.
+func (w *Writer) ResourceID() string { return w.cfg.ResourceID }
+
 // Encode turns a record into its wire shape, filling defaults.
 func (w *Writer) Encode(r Record) Wire {
 	if r.Time.IsZero() {
