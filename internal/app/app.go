@@ -37,7 +37,7 @@ Usage:
   roost metrics                        print the hub's IoT Hub metrics
   roost faults add|list|remove|clear   inject IoT Hub's transient failures (fault injection)
   roost files list|get|notifications  read uploaded files and file upload notifications
-  roost files list|get|notifications  read uploaded files and file upload notifications
+  roost bench registry [flags]         measure a running hub's identity registry (load generator)
   roost version                        print the version
 
 Client commands find the hub through --connection-string, ROOST_CONNECTION_STRING, or the
@@ -76,8 +76,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runTwin(ctx, rest, stdout, stderr)
 	case "files", "file":
 		return runFiles(ctx, rest, stdout, stderr)
-	case "files", "file":
-		return runFiles(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "logs", "log":
 		return runLogs(ctx, rest, stdout, stderr)
 	case "metrics":

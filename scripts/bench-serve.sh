@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# bench-serve.sh — how fast `roost serve` starts and how much memory an idle hub holds.
+#
+# Usage: scripts/bench-serve.sh [RUNS]        (default 10)
+#        ROOST_BIN=/path/to/roost scripts/bench-serve.sh   (skip the build)
+#
+# Each run starts `roost serve` on an empty temp data dir ("first start": it generates the CA,
+# certificate and policies), measures the time from exec to the admin /healthz answering 200,
+# reads VmRSS from /proc/<pid>/status after IDLE seconds without requests, stops it, then starts
+# it again on the same data dir ("restart") and measures the same. It prints every run and the
+# medians. The "ready" column is the hub's own "Roost is ready (N ms)" line, which starts counting
+# in runServe, after the Go runtime has started.
+#
+# Only bash, /proc and coreutils: /healthz is polled with bash's /dev/tcp every 2 ms rather than
+# with curl, whose fork and exec would compete with the starting hub for CPU on a small machine.
+# The numbers are measurements of one machine, not pass/fail tests (docs/BENCHMARKS.md).
+set -euo pipefail
+
+runs=${1:-10}
+idle=${IDLE:-3}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/roost-bench-serve.XXXXXX")
+pid=
+
+cleanup() {
+	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+bin=${ROOST_BIN:-}
+if [[ -z $bin ]]; then
+	bin=$work/roost
+	(cd "$root" && go build -o "$bin" ./cmd/roost)
+fi
+
+# A read with a timeout on a pipe nobody writes to: a sleep without forking /bin/sleep.
+exec {sleepfd}<> <(:)
+nap() { read -r -t "$1" -u "$sleepfd" || true; }
+
+now_us() { local t=$EPOCHREALTIME; echo $((10#${t/./})); }
+
+# free_port prints a port no TCP socket on this machine uses, from /proc/net/tcp{,6}.
+free_port() {
+	local -A used=()
+	local f sl local_addr rest p
+	for f in /proc/net/tcp /proc/net/tcp6; do
+		[[ -r $f ]] || continue
+		while read -r sl local_addr rest; do
+			[[ $sl == sl ]] && continue
+			used[$((16#${local_addr##*:}))]=1
+		done <"$f"
+	done
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		[[ -z ${used[$p]:-} ]] && { echo "$p"; return; }
+	done
+}
+
+# healthz succeeds when GET /healthz on 127.0.0.1:$1 answers 200.
+healthz() {
+	local fd line
+	exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&"$fd"
+	read -r -t 2 -u "$fd" line || line=
+	exec {fd}>&-
+	[[ $line == HTTP/1.?\ 200* ]]
+}
+
+median() {
+	local -a a=("$@")
+	local i j t n=${#a[@]}
+	for ((i = 1; i < n; i++)); do
+		t=${a[i]}
+		for ((j = i - 1; j >= 0 && a[j] > t; j--)); do a[j + 1]=${a[j]}; done
+		a[j + 1]=$t
+	done
+	if ((n % 2)); then echo "${a[n / 2]}"; else echo $(((a[n / 2 - 1] + a[n / 2]) / 2)); fi
+}
+
+# start_once DATA_DIR: starts a hub, waits for /healthz, waits IDLE s, reads its RSS, stops it.
+# Sets startup_us, ready_ms and rss_kib.
+start_once() {
+	local dir=$1 admin out t0 t1 line deadline
+	admin=$(free_port)
+	out=$work/serve.out
+	t0=$(now_us)
+	"$bin" serve --data-dir "$dir" --https-addr 127.0.0.1:0 --admin-addr "127.0.0.1:$admin" \
+		--log-level warn >"$out" 2>&1 &
+	pid=$!
+	deadline=$((t0 + 30000000))
+	until healthz "$admin" 2>/dev/null; do
+		if ! kill -0 "$pid" 2>/dev/null || (($(now_us) > deadline)); then
+			echo "bench-serve: the hub did not become healthy:" >&2
+			cat "$out" >&2
+			exit 1
+		fi
+		nap 0.002
+	done
+	t1=$(now_us)
+	startup_us=$((t1 - t0))
+	ready_ms=
+	while [[ -z $ready_ms ]] && (($(now_us) < t1 + 2000000)); do
+		while read -r line; do
+			[[ $line =~ ^Roost\ is\ ready\ \(([0-9]+)\ ms\) ]] && ready_ms=${BASH_REMATCH[1]}
+		done <"$out"
+		[[ -z $ready_ms ]] && nap 0.01
+	done
+	nap "$idle"
+	rss_kib=
+	while read -r line; do
+		[[ $line =~ ^VmRSS:[[:space:]]+([0-9]+) ]] && rss_kib=${BASH_REMATCH[1]}
+	done <"/proc/$pid/status"
+	kill -TERM "$pid"
+	wait "$pid" || true
+	pid=
+}
+
+# machine_ticks prints the CPU time all cores spent busy (user, nice, system, irq, softirq).
+machine_ticks() {
+	local cpu user nice system idle iowait irq softirq rest
+	read -r cpu user nice system idle iowait irq softirq rest </proc/stat
+	echo $((user + nice + system + irq + softirq))
+}
+hz=$(getconf CLK_TCK)
+cores=$(nproc)
+m0=$(machine_ticks) w0=$(now_us)
+
+declare -a first_start first_ready first_rss re_start re_ready re_rss
+printf '%-4s  %-12s  %10s  %9s  %9s\n' run start healthz_ms ready_ms rss_MiB
+for ((i = 1; i <= runs; i++)); do
+	dir=$work/data-$i
+	mkdir "$dir"
+	for kind in first restart; do
+		start_once "$dir"
+		printf '%-4s  %-12s  %10d.%d  %9s  %9d.%d\n' "$i" "$kind" $((startup_us / 1000)) $((startup_us % 1000 / 100)) \
+			"${ready_ms:-?}" $((rss_kib / 1024)) $((rss_kib % 1024 * 10 / 1024))
+		if [[ $kind == first ]]; then
+			first_start+=("$startup_us") first_ready+=("${ready_ms:-0}") first_rss+=("$rss_kib")
+		else
+			re_start+=("$startup_us") re_ready+=("${ready_ms:-0}") re_rss+=("$rss_kib")
+		fi
+	done
+	rm -rf "$dir"
+done
+
+report() {
+	local name=$1 s r m
+	shift
+	s=$(median "${@:1:runs}")
+	r=$(median "${@:runs+1:runs}")
+	m=$(median "${@:2*runs+1:runs}")
+	printf '%-8s  %s\n' "$name" "median of $runs: exec to /healthz 200 = $((s / 1000)).$((s % 1000 / 100)) ms, ready line = $r ms, idle RSS = $((m / 1024)).$((m % 1024 * 10 / 1024)) MiB"
+}
+echo
+report first "${first_start[@]}" "${first_ready[@]}" "${first_rss[@]}"
+report restart "${re_start[@]}" "${re_ready[@]}" "${re_rss[@]}"
+m1=$(machine_ticks) w1=$(now_us)
+busy=$(((m1 - m0) * 1000000 / hz * 100 / ((w1 - w0) * cores)))
+echo "machine CPU busy during the runs: ${busy}% of $cores cores (idle hubs use little; much more than a few % means something else ran and the numbers are suspect)"
