@@ -23,9 +23,25 @@ import (
 // engine, MQTT server and device) shares the machine's cores, so run it on an idle machine:
 //
 //	go test -run '^$' -bench HTTPMethodRoundTrip -benchtime 10000x ./internal/httpapi/
+//
+// The sub-benchmark "two-nodes" puts the device on another node than the API, both on a
+// standalone nats-server, so each call crosses the engine twice more.
 func BenchmarkHTTPMethodRoundTrip(b *testing.B) {
-	n := newMethodNode(b, enginetest.Start(b), "n1", nil)
-	n.connect(b, "bench-dev", echo)
+	b.Run("one-node", func(b *testing.B) {
+		n := newMethodNode(b, enginetest.Start(b), "n1", nil)
+		n.connect(b, "bench-dev", echo)
+		benchMethodRoundTrip(b, n)
+	})
+	b.Run("two-nodes", func(b *testing.B) {
+		ext := enginetest.StartExternal(b)
+		api := newMethodNode(b, ext.Connect(b), "api", nil)
+		dev := newMethodNode(b, ext.Connect(b), "dev", nil)
+		dev.connect(b, "bench-dev", echo)
+		benchMethodRoundTrip(b, api)
+	})
+}
+
+func benchMethodRoundTrip(b *testing.B, n *methodNode) {
 	p, _, err := n.pols.Policy(context.Background(), "service")
 	if err != nil {
 		b.Fatal(err)
