@@ -635,8 +635,11 @@ func BenchmarkBlobUpload(b *testing.B) {
 	const blockSize = 4 << 20
 	data := randomBytes(size)
 	u := f.uploader()
-	u.hc.Transport.(*http.Transport).MaxConnsPerHost = 0
-	u.hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 20
+	tr := u.hc.Transport.(*http.Transport)
+	tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = 0, 20
+	// Node writes a block in one call and its TLS layer sends full 16 KiB records; Go's client
+	// would cut the body into 4 KiB records through its default write buffer.
+	tr.WriteBufferSize = 64 << 10
 	b.SetBytes(size)
 	b.ReportAllocs()
 	b.ResetTimer()
