@@ -653,12 +653,27 @@ func marshal(v any) ([]byte, error) {
 // Identities whose twin was never written are included with their fresh twin. It reads the
 // whole registry and one twin per identity.
 func (s *Store) Scan(ctx context.Context, modules bool, fn func(doc map[string]any) bool) error {
+	// One bulk read of the twins bucket, joined in memory with one bulk read of the registry:
+	// reading twin by twin costs a round trip each and made a 100k-device query take seconds.
+	stored := map[string]engine.Entry{}
+	if err := s.b.Scan(ctx, engine.DeviceKeyFilters(Kind, modules), func(e engine.Entry) bool {
+		stored[e.Key] = e
+		return true
+	}); err != nil {
+		return errcode.Wrap(errcode.ServerError, err, "the twins could not be read")
+	}
 	var err error
 	visit := func(id identity, deviceID, moduleID string) bool {
-		cur, lerr := s.load(ctx, deviceID, moduleID, id.gen())
-		if lerr != nil {
-			err = lerr
-			return false
+		cur := current{doc: fresh(id.gen())}
+		if ent, ok := stored[key(deviceID, moduleID)]; ok {
+			d, derr := decodeStored(ent.Value)
+			if derr != nil {
+				err = errcode.Wrap(errcode.ServerError, derr, "the stored twin could not be decoded")
+				return false
+			}
+			if d.Gen == id.gen() {
+				cur = current{doc: d, rev: ent.Revision, exists: true}
+			}
 		}
 		b, merr := json.Marshal(&Twin{id: id, doc: cur.doc, etag: cur.etag()})
 		if merr != nil {
