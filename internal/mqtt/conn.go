@@ -60,6 +60,7 @@ type conn struct {
 
 	meth methodState // direct methods (methods.go)
 	tw   twinState   // device twins (twin.go)
+	c2   c2dState    // cloud-to-device messages (c2d.go)
 }
 
 // closeReason records why a connection ended, for its deviceDisconnect record.

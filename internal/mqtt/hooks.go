@@ -61,6 +61,9 @@ func (c *conn) onUnsubscribed(filter string) {
 	case "$iothub/twin/PATCH/properties/desired/#":
 		c.stopDesired()
 	}
+	if c.id.ModuleID == "" && filter == "devices/"+c.id.DeviceID+"/messages/devicebound/#" {
+		c.stopC2D()
+	}
 }
 
 // onCluster handles a message for this connection from any node.

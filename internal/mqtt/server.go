@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/auth"
+	"github.com/roost-iot/roost/internal/c2d"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
@@ -71,6 +72,9 @@ type Config struct {
 
 	// Twins, when set, serves the device side of twins; without it twin requests get 503.
 	Twins Twins
+	// C2D, when set, delivers cloud-to-device messages to devices subscribed to their
+	// devicebound topic; without it they receive none.
+	C2D *c2d.Service
 }
 
 // Server accepts device connections.
