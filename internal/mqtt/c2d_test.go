@@ -29,7 +29,7 @@ import (
 // c2d.Service wired to the MQTT server.
 type c2dHub struct {
 	*hub
-	c2d *c2d.Service
+	c2d  *c2d.Service
 	stop func() // shuts the node down as a clean exit would
 }
 
