@@ -187,3 +187,28 @@ func FuzzSASVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNameProblem checks that every name the rules accept is safe: it round-trips through a
+// URL path unchanged, and has no segment a URL parser or a file system would reinterpret.
+func FuzzNameProblem(f *testing.F) {
+	for _, s := range []string{"dev1/a.txt", "d/../x", "d//x", `d\x`, "d/x.", "d/%2e%2e/x", "d/naïve", "d/\x00", "./x", "d/ x /y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if blob.NameProblem(name) != "" {
+			return
+		}
+		for _, seg := range strings.Split(name, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				t.Fatalf("accepted %q with segment %q", name, seg)
+			}
+		}
+		if strings.ContainsAny(name, "\\\x00") || strings.HasSuffix(name, ".") {
+			t.Fatalf("accepted %q", name)
+		}
+		u, err := url.Parse("https://h/c/" + blob.EscapeName(name))
+		if err != nil || u.Path != "/c/"+name {
+			t.Fatalf("%q does not survive a URL: %v %q", name, err, u)
+		}
+	})
+}
