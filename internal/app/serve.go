@@ -392,6 +392,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stdout, "  admin        http://%s  (/healthz, /errors)\n", h.AdminAddr)
 	}
 	fmt.Fprintf(stdout, "  engine       %s\n", engineDesc)
+	fmt.Fprintf(stdout, "  uploads      %s\n", h.uploadsDesc())
 	if h.TLS.CAFile != "" {
 		fmt.Fprintf(stdout, "  CA           %s  (Node: export NODE_EXTRA_CA_CERTS=%s)\n", h.TLS.CAFile, h.TLS.CAFile)
 	}

@@ -90,3 +90,14 @@ func (h *Hub) closeUploads() {
 		h.Blobs.Close()
 	}
 }
+
+// uploadsDesc says where file uploads go, for the start-up banner.
+func (h *Hub) uploadsDesc() string {
+	if h.Blobs != nil {
+		return "built-in blob store in " + filepath.Join(h.Config.DataDir, "blobs") + " at " + h.Blobs.URI("")
+	}
+	if acct, err := blob.ParseConnectionString(h.Config.BlobConnectionString); err == nil {
+		return "storage account " + acct.HostName() + ", container " + h.Config.BlobContainer
+	}
+	return "off"
+}
