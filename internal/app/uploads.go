@@ -64,6 +64,12 @@ func (h *Hub) openUploads(ctx context.Context) error {
 		}
 		h.Blobs.StartGC(time.Hour)
 		store = h.Blobs
+		if len(cfg.NATSURLs) > 0 && cfg.BlobHost == "" {
+			// The bytes of a built-in blob stay on the node that received them: with several
+			// nodes behind one name, an upload's blocks could land on different nodes.
+			h.log.Warn("file uploads go to this node's data dir; when several nodes share this cluster behind one name, " +
+				"give each node --blob-host naming itself, or use --blob-connection-string")
+		}
 	}
 	var queue *upload.Queue
 	if cfg.FileUploadNotifications {
