@@ -63,8 +63,8 @@ func ParseAck(s string) (Ack, error) {
 func (a Ack) wantsSuccess() bool { return a == AckPositive || a == AckFull }
 func (a Ack) wantsFailure() bool { return a == AckNegative || a == AckFull }
 
-// logName is how C2DCommands records name the acknowledgement (deliveryAcknowledgement).
-func (a Ack) logName() string {
+// LogName is how C2DCommands records name the acknowledgement (deliveryAcknowledgement).
+func (a Ack) LogName() string {
 	switch a {
 	case AckPositive:
 		return "PositiveOnly"
@@ -176,10 +176,14 @@ func checkID(what, id string) error {
 }
 
 // checkPropertyName accepts the names an HTTP header can carry (RFC 7230 token characters), the
-// rule IoT Hub applies to properties over HTTPS.
+// rule IoT Hub applies to properties over HTTPS, except the prefixes of system properties ($. and
+// iothub-), which a device would read as such.
 func checkPropertyName(name string) error {
 	if name == "" {
 		return errcode.New(errcode.ArgumentInvalid, "an application property has an empty name")
+	}
+	if strings.HasPrefix(name, "$.") || len(name) >= 7 && strings.EqualFold(name[:7], "iothub-") {
+		return errcode.New(errcode.ArgumentInvalid, "application property name '%s' is reserved: names starting with $. or iothub- are system properties", printable(name))
 	}
 	if len(name) > 256 {
 		return errcode.New(errcode.ArgumentInvalid, "application property name '%s...' is longer than 256 characters", printable(name[:32]))

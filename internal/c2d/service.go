@@ -392,7 +392,7 @@ func (s *Service) record(op string, m *Message, deliveryCount int, protocol stri
 		"messageId":               m.MessageID,
 		"messageSizeInBytes":      strconv.Itoa(Size(m)),
 		"protocol":                protocol,
-		"deliveryAcknowledgement": m.Ack.logName(),
+		"deliveryAcknowledgement": m.Ack.LogName(),
 		"deliveryCount":           strconv.Itoa(deliveryCount),
 		"EventProcessedUtcTime":   now.Format(time.RFC3339Nano),
 		"statusCode":              statusCode,

@@ -52,6 +52,8 @@ func TestC2DSendValidation(t *testing.T) {
 		{"expiry beyond two days", "dev-1", c2d.Message{Expiry: now.Add(48*time.Hour + time.Minute)}, errcode.InvalidMessageExpiryTime},
 		{"bad ack", "dev-1", c2d.Message{Ack: "sometimes"}, errcode.ArgumentInvalid},
 		{"property name with a space", "dev-1", c2d.Message{Properties: []c2d.Property{{Name: "a b", Value: "1"}}}, errcode.ArgumentInvalid},
+		{"system key as a property name", "dev-1", c2d.Message{Properties: []c2d.Property{{Name: "$.mid", Value: "1"}}}, errcode.ArgumentInvalid},
+		{"iothub- property name", "dev-1", c2d.Message{Properties: []c2d.Property{{Name: "IoTHub-Ack", Value: "full"}}}, errcode.ArgumentInvalid},
 		{"empty property name", "dev-1", c2d.Message{Properties: []c2d.Property{{Name: "", Value: "1"}}}, errcode.ArgumentInvalid},
 		{"control character in a value", "dev-1", c2d.Message{Properties: []c2d.Property{{Name: "a", Value: "x\ny"}}}, errcode.ArgumentInvalid},
 		{"message id too long", "dev-1", c2d.Message{MessageID: strings.Repeat("m", 129)}, errcode.ArgumentInvalid},

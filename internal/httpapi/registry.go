@@ -30,6 +30,7 @@ func (a *API) routes() {
 	a.twinRoutes()
 	a.queryRoutes()
 	a.fileUploadRoutes()
+	a.c2dRoutes()
 }
 
 // putDevice creates a device (no If-Match) or replaces it (If-Match: an etag or "*").

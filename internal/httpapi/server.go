@@ -24,6 +24,7 @@ import (
 
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/blob"
+	"github.com/roost-iot/roost/internal/c2d"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/faults"
@@ -70,6 +71,9 @@ type Config struct {
 	// BlobIdleTimeout ends a blob upload whose client sends nothing for this long. Zero means
 	// 2 minutes.
 	BlobIdleTimeout time.Duration
+	// C2D, when set, serves cloud-to-device messaging: the service's send, purge and feedback,
+	// and the device's HTTPS receive, complete, reject and abandon.
+	C2D *c2d.Service
 }
 
 // API is the HTTPS request handler.
