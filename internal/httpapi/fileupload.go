@@ -108,8 +108,8 @@ func (a *API) startUpload(w http.ResponseWriter, r *http.Request, c *uploadCall)
 	}
 	st, err := a.cfg.Uploads.Start(r.Context(), upload.Request{DeviceID: c.id.DeviceID, BlobName: *body.BlobName, AuthType: c.id.AuthTypeJSON()})
 	if err != nil {
-		if name, nerr := upload.BlobName(c.id.DeviceID, *body.BlobName); nerr == nil && a.cfg.BlobStore != nil {
-			c.blobURI = a.cfg.BlobStore.URI(name)
+		if name, nerr := upload.BlobName(c.id.DeviceID, *body.BlobName); nerr == nil {
+			c.blobURI = a.cfg.Uploads.URI(name)
 		}
 		return err
 	}

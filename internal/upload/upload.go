@@ -504,6 +504,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// URI is the URL of a stored blob name as devices see it.
+func (s *Service) URI(name string) string { return s.cfg.Store.URI(name) }
+
 // Notifications returns the service-side notification queue, nil when notifications are off.
 func (s *Service) Notifications() *Queue { return s.cfg.Queue }
 
