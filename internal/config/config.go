@@ -89,6 +89,9 @@ type Config struct {
 	// Trouble holds the troubleshooting settings (admin token, exports, alerts, faults).
 	Trouble Troubleshooting
 
+	// C2D holds the cloud-to-device settings (time to live, delivery count, feedback).
+	C2D C2DSettings
+
 	sources map[string]string // setting name -> where its value came from
 }
 
@@ -110,6 +113,7 @@ func Default() Config {
 		Partitions:         4,
 		TelemetryRetention: 24 * time.Hour,
 		Trouble:            defaultTroubleshooting(),
+		C2D:                defaultC2D(),
 
 		FileUploadSASTTL:            time.Hour,
 		FileUploadNotifications:     true,
@@ -207,6 +211,7 @@ func settings() []setting {
 		}, func(c *Config) string { return c.TelemetryRetention.String() }))
 	out = append(out, uploadSettings()...)
 	out = append(out, troubleshootingSettings()...)
+	out = append(out, c2dSettings()...)
 	return out
 }
 
@@ -409,6 +414,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateUploads(bad)
 	c.validateTroubleshooting(bad)
+	c.validateC2D(bad)
 	return errors.Join(errs...)
 }
 
