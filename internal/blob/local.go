@@ -222,6 +222,21 @@ func (l *Local) newVersion() string {
 // writers buffer staged blocks on their way to the disk, in writes of 1 MiB.
 var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
 
+// trackedWriter remembers its writer's error, so a failed copy can tell the disk's failure from
+// the client's.
+type trackedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (t *trackedWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil {
+		t.err = err
+	}
+	return n, err
+}
+
 // copyExactly copies size bytes from r to w, failing if r ends early.
 func copyExactly(w io.Writer, r io.Reader, size int64) error {
 	n, err := io.Copy(w, io.LimitReader(r, size))
@@ -262,6 +277,12 @@ func (l *Local) StageBlock(_ context.Context, name string, id []byte, body io.Re
 		return nil, err
 	}
 	f, err := os.CreateTemp(dir, ".tmp-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// A commit of this blob removed its staging directory just now; make it again.
+		if err = os.MkdirAll(dir, 0o700); err == nil {
+			f, err = os.CreateTemp(dir, ".tmp-*")
+		}
+	}
 	if err != nil {
 		return nil, internal(err, "could not store the block")
 	}
@@ -275,16 +296,19 @@ func (l *Local) StageBlock(_ context.Context, name string, id []byte, body io.Re
 	// benchmark gains about a third).
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(f)
-	defer writers.Put(bw)
+	defer func() { bw.Reset(nil); writers.Put(bw) }()
 	var sum hash.Hash
-	var w io.Writer = bw
+	dst := &trackedWriter{w: bw}
+	var w io.Writer = dst
 	if wantMD5 != nil {
 		sum = md5.New() //nolint:gosec // see import
-		w = io.MultiWriter(bw, sum)
+		w = io.MultiWriter(dst, sum)
 	}
 	if err := copyExactly(w, body, size); err != nil {
-		bw.Reset(io.Discard)
 		_ = f.Close()
+		if dst.err != nil {
+			return nil, internal(dst.err, "could not store the block")
+		}
 		return nil, bodyError(err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -534,9 +558,12 @@ func (l *Local) assemble(ctx context.Context, name string, parts []part, write f
 		defer f.Close()
 		bw := writers.Get().(*bufio.Writer)
 		bw.Reset(f)
-		defer writers.Put(bw)
-		if err := write(bw); err != nil {
-			bw.Reset(io.Discard)
+		defer func() { bw.Reset(nil); writers.Put(bw) }()
+		dst := &trackedWriter{w: bw}
+		if err := write(dst); err != nil {
+			if dst.err != nil {
+				return "", 0, internal(dst.err, "could not store the blob")
+			}
 			return "", 0, err
 		}
 		if err := bw.Flush(); err != nil {
