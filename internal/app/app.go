@@ -37,6 +37,8 @@ Usage:
   roost metrics                        print the hub's IoT Hub metrics
   roost faults add|list|remove|clear   inject IoT Hub's transient failures (fault injection)
   roost files list|get|notifications  read uploaded files and file upload notifications
+  roost c2d send|purge|feedback        send cloud-to-device messages, empty a device's queue, read
+                                       the feedback on them
   roost bench registry [flags]         measure a running hub's identity registry (load generator)
   roost version                        print the version
 
@@ -76,6 +78,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runTwin(ctx, rest, stdout, stderr)
 	case "files", "file":
 		return runFiles(ctx, rest, stdout, stderr)
+	case "c2d":
+		return runC2D(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "logs", "log":

@@ -21,6 +21,7 @@ import (
 
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/blob"
+	"github.com/roost-iot/roost/internal/c2d"
 	"github.com/roost-iot/roost/internal/certs"
 	"github.com/roost-iot/roost/internal/config"
 	"github.com/roost-iot/roost/internal/diag"
@@ -71,6 +72,7 @@ type Hub struct {
 	MQTT      *mqtt.Server
 	Methods   *methods.Service
 	Twins     *twin.Store
+	C2D       *c2d.Service
 	Uploads   *upload.Service
 	Blobs     *blob.Local // the built-in blob store; nil with --blob-connection-string
 	NodeID    string
@@ -143,6 +145,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	}
 	// A deleted identity's twin goes with it, whichever node deletes it.
 	onDelete := func(dev, mod string) {
+		if mod == "" {
+			h.dropC2D(dev)
+		}
 		if h.Twins != nil {
 			dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -151,7 +156,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 			}
 		}
 	}
-	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{Revoke: revoke, OnDelete: onDelete}); err != nil {
+	if h.Registry, err = registry.New(ctx, h.Engine, registry.Config{Revoke: revoke, OnDelete: onDelete, QueueDepth: h.queueDepth}); err != nil {
 		return nil, err
 	}
 	if h.Twins, err = twin.Open(ctx, h.Engine, twin.Config{Registry: h.Registry}); err != nil {
@@ -173,6 +178,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if h.trouble, err = newTroubleshooting(ctx, h); err != nil {
 		return nil, err
 	}
+	if err := h.openC2D(ctx, log); err != nil {
+		return nil, err
+	}
 	h.TLS, err = certs.Load(certs.Options{
 		Dir:       filepath.Join(cfg.DataDir, "tls"),
 		Hostnames: append([]string{cfg.HostName}, cfg.TLSSANs...),
@@ -187,7 +195,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		HostName: cfg.HostName, Engine: h.Engine, Registry: h.Registry, Policies: h.Policies,
 		Telemetry: h.Telemetry, Diag: h.Diag, Metrics: h.Metrics, Logger: log, NodeID: h.NodeID,
 		Faults: h.trouble.faultInjector(), OnThrottled: h.trouble.throttled,
-		Twins: h.Twins,
+		Twins: h.Twins, C2D: h.C2D,
 	}); err != nil {
 		return nil, err
 	}
@@ -213,7 +221,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, Faults: h.trouble.faultInjector(), QuerySource: h.Twins.Scan,
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
 		Twins:   h.Twins,
-		Uploads: h.Uploads, BlobStore: h.Blobs})
+		Uploads: h.Uploads, BlobStore: h.Blobs, C2D: h.C2D})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -323,6 +331,7 @@ func (h *Hub) close() {
 	}
 	h.trouble.close()
 	h.trouble = nil
+	h.closeC2D()
 	if h.Diag != nil {
 		h.Diag.Close()
 		h.Diag = nil
