@@ -36,6 +36,10 @@ Usage:
                                        with --file), follow them, summarize their errors
   roost metrics                        print the hub's IoT Hub metrics
   roost faults add|list|remove|clear   inject IoT Hub's transient failures (fault injection)
+  roost alerts list|set|apply|history  alert rules on metrics and logs, sent to webhooks
+  roost events subscribe|list|delete   device events (Event Grid schema) delivered to webhooks
+  roost diagnose --device-connection-string CS   check a device's path to the hub (DNS, TCP,
+                                       TLS, clock, MQTT connect) and print the fixes
   roost files list|get|notifications  read uploaded files and file upload notifications
   roost c2d send|purge|feedback        send cloud-to-device messages, empty a device's queue, read
                                        the feedback on them
@@ -88,6 +92,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runMetrics(ctx, rest, stdout, stderr)
 	case "faults", "fault":
 		return runFaults(ctx, rest, stdout, stderr)
+	case "alerts", "alert":
+		return runAlerts(ctx, rest, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, stdout, stderr)
+	case "diagnose":
+		return runDiagnose(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "roost", Version)
 		return 0

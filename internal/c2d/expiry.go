@@ -94,5 +94,5 @@ func (s *Service) Sweep(ctx context.Context, deviceID string) error {
 	if next.IsZero() {
 		return nil
 	}
-	return s.timers.Arm(ctx, deviceID, next)
+	return s.arm(ctx, deviceID, next, now)
 }

@@ -220,10 +220,11 @@ func (n *node) open(t *testing.T, cfg c2d.SessionConfig) *c2d.Session {
 	go func() {
 		defer close(done)
 		for {
-			if _, err := mb.Next(ctx); err != nil {
+			in, err := mb.Next(ctx)
+			if err != nil {
 				return
 			}
-			ss.Notify()
+			ss.Notify(engine.AnnouncedSeq(in))
 		}
 	}()
 	t.Cleanup(func() {

@@ -84,6 +84,7 @@ func (s *Service) lock(ctx context.Context, deviceID string, seq uint64, owner s
 	}
 	// The message may have been settled between the caller's read and the lock.
 	if _, err := s.queue.Get(ctx, deviceID, seq); err != nil {
+
 		if errors.Is(err, engine.ErrNotFound) {
 			_ = s.state.Delete(ctx, stateKey(deviceID, seq), l.rev)
 			return lease{}, gone, time.Time{}, nil
@@ -198,9 +199,9 @@ func (s *Service) finish(ctx context.Context, deviceID string, seq uint64, deliv
 		}
 		return errcode.Wrap(errcode.ServerError, err, "could not settle the message")
 	}
-	if err := s.state.Delete(ctx, stateKey(deviceID, seq), 0); err != nil && !errors.Is(err, engine.ErrNotFound) {
-		s.log.Warn("delivery state left behind; it expires with the bucket's TTL", "device", deviceID, "seq", seq, "err", err)
-	}
+	// The state goes without waiting: one left behind names a message that no longer exists,
+	// and the bucket's TTL removes it.
+	_ = s.eng.DeleteAsync(s.state, stateKey(deviceID, seq))
 	switch status {
 	case StatusSuccess:
 		s.m.C2D.Completed.Inc()
@@ -234,7 +235,7 @@ func (s *Service) expire(ctx context.Context, m *Message) {
 		_ = json.Unmarshal(ent.Value, &st)
 		deliveries = st.Deliveries
 	}
-	_ = s.state.Delete(ctx, key, 0)
+	_ = s.eng.DeleteAsync(s.state, key)
 	s.m.C2D.Expired.Inc()
 	s.m.C2D.DeadLettered.WithLabelValues(StatusExpired).Inc()
 	s.record("messageExpired", m, deliveries, "", nil, "MessageExpired", "410")

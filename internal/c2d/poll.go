@@ -123,7 +123,8 @@ func (s *Service) Abandon(ctx context.Context, deviceID, token string) error {
 		return errcode.Wrap(errcode.ServerError, err, "could not abandon the message")
 	}
 	s.m.C2D.Abandoned.Inc()
-	// A connected session of the device (if any) may have walked past this message.
+	// A connected session of the device (if any) may have walked past this message: an
+	// announcement without a sequence number makes it read the queue again.
 	_ = s.eng.PublishCore(engine.DeviceSubject(deviceID, "", NotifyKind), nil)
 	return nil
 }

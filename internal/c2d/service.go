@@ -129,6 +129,42 @@ type Service struct {
 
 	bgMu    sync.Mutex // guards closing against wg.Add in background
 	closing bool
+
+	armMu sync.Mutex
+	armed map[string]time.Time // device -> when its expiry timer fires, as last seen by this node
+}
+
+// maxArmed bounds the armed cache: beyond it, entries are dropped at random.
+const maxArmed = 100_000
+
+// arm makes sure deviceID's expiry timer fires by at. A timer this node saw set to fire at T
+// covers every message expiring at or after T, as long as T is still ahead (with a second's
+// margin): when it fires, the sweep reads the queue, which by then holds the message, and arms
+// the timer for what is left. So most sends skip the engine here: with one default time to live,
+// only the first message of each period does not.
+func (s *Service) arm(ctx context.Context, deviceID string, at, now time.Time) error {
+	s.armMu.Lock()
+	t, ok := s.armed[deviceID]
+	s.armMu.Unlock()
+	if ok && !at.Before(t) && now.Before(t.Add(-time.Second)) {
+		return nil
+	}
+	fires, err := s.timers.Arm(ctx, deviceID, at)
+	if err != nil {
+		return err
+	}
+	s.armMu.Lock()
+	if len(s.armed) >= maxArmed {
+		for k := range s.armed {
+			delete(s.armed, k)
+			if len(s.armed) < maxArmed*9/10 {
+				break
+			}
+		}
+	}
+	s.armed[deviceID] = fires
+	s.armMu.Unlock()
+	return nil
 }
 
 // Open opens (or creates) the engine streams and buckets and starts this node's delivery
@@ -177,7 +213,8 @@ func Open(ctx context.Context, eng *engine.Engine, cfg Config) (*Service, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, eng: eng, reg: cfg.Registry, log: log.With("component", "c2d"), clock: cfg.Clock, m: cfg.Metrics}
+	s := &Service{cfg: cfg, eng: eng, reg: cfg.Registry, log: log.With("component", "c2d"), clock: cfg.Clock, m: cfg.Metrics,
+		armed: map[string]time.Time{}}
 	var err error
 	if s.queue, err = eng.Queue(ctx, engine.QueueConfig{
 		Name: queueStream, Prefix: queuePrefix, MaxPerKey: MaxQueueDepth,
@@ -302,7 +339,7 @@ func (s *Service) Send(ctx context.Context, deviceID string, m Message) (Message
 	}
 	m.SequenceNumber = seq
 	s.m.C2D.Sent.Inc()
-	if err := s.timers.Arm(ctx, deviceID, m.Expiry); err != nil {
+	if err := s.arm(ctx, deviceID, m.Expiry, now); err != nil {
 		// The message is stored; without its timer the engine's backstop still removes it,
 		// only later and without an Expired feedback.
 		s.log.Warn("expiry timer not set", "device", deviceID, "seq", seq, "err", err)

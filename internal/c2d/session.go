@@ -49,7 +49,9 @@ type Session struct {
 	scheduled bool // in the run queue or running
 	dirty     bool // something happened since the run began
 	cursor    uint64
-	revisit   uint64 // lowest sequence skipped because another owner held it; 0 for none
+	scanned   bool     // a scan reached the end of the queue: news now comes by announcement
+	known     []uint64 // announced sequence numbers not looked at yet
+	revisit   uint64   // lowest sequence skipped because another owner held it; 0 for none
 	inflight  map[uint64]*flight
 	settles   []uint64 // acknowledged by the device
 	expired   []uint64 // locks that ran out
@@ -79,8 +81,21 @@ func (s *Service) OpenSession(cfg SessionConfig) *Session {
 	return ss
 }
 
-// Notify tells the session that a message may have been queued for its device.
-func (ss *Session) Notify() { ss.kick() }
+// maxKnown bounds the announced sequence numbers a session keeps; beyond it, it scans instead.
+const maxKnown = 256
+
+// Notify tells the session that message seq was queued for its device; 0 means some change
+// without a sequence number, and makes the session read its queue again.
+func (ss *Session) Notify(seq uint64) {
+	ss.mu.Lock()
+	if seq == 0 || len(ss.known) >= maxKnown {
+		ss.scanned, ss.known = false, nil
+	} else {
+		ss.known = append(ss.known, seq)
+	}
+	ss.mu.Unlock()
+	ss.kick()
+}
 
 // Complete records the device's acknowledgement of the message with sequence seq.
 func (ss *Session) Complete(seq uint64) {
@@ -330,15 +345,82 @@ func (ss *Session) resend() {
 	}
 }
 
-// fill delivers new messages while the window has room.
+// fill delivers new messages while the window has room. Until a scan has read the queue to its
+// end (after the session opens, a resync, or a lost announcement), it scans from the cursor;
+// after that it reads only the announced messages, each by its sequence number, which costs the
+// engine one lookup instead of a search through the stream.
 func (ss *Session) fill(ctx context.Context) {
 	ss.mu.Lock()
 	free := ss.svc.cfg.Window - len(ss.inflight)
+	scanned := ss.scanned
+	ss.mu.Unlock()
+	if !scanned {
+		ss.scan(ctx, &free)
+		return
+	}
+	ss.mu.Lock()
+	known := ss.known
+	ss.known = nil
+	ss.mu.Unlock()
+	sortSeqs(known)
+	for i, seq := range known {
+		if i > 0 && seq == known[i-1] {
+			continue
+		}
+		if free <= 0 || ctx.Err() != nil {
+			ss.mu.Lock()
+			ss.known = append(ss.known, known[i:]...)
+			ss.mu.Unlock()
+			return
+		}
+		ss.mu.Lock()
+		_, mine := ss.inflight[seq]
+		ss.mu.Unlock()
+		if mine {
+			continue
+		}
+		l, outcome, until, err := ss.svc.takeLock(ctx, ss.cfg.DeviceID, seq, ss.owner, ss.steal)
+		if err != nil {
+			ss.svc.log.Warn("locking a message", "device", ss.cfg.DeviceID, "seq", seq, "err", err)
+			ss.mu.Lock()
+			ss.known = append(ss.known, known[i:]...)
+			ss.armRetry(time.Second)
+			ss.mu.Unlock()
+			return
+		}
+		if outcome == busy {
+			ss.skipBusy(seq, until)
+			continue
+		}
+		qm, err := ss.svc.queue.Get(ctx, ss.cfg.DeviceID, seq)
+		if err != nil {
+			if outcome == locked {
+				_ = ss.svc.state.Delete(ctx, stateKey(ss.cfg.DeviceID, seq), l.rev)
+			}
+			continue // settled, expired or purged already
+		}
+		m, err := decode(ss.cfg.DeviceID, seq, qm.Data)
+		if err != nil {
+			continue
+		}
+		if ss.take(ctx, l, outcome, m) {
+			free--
+		}
+	}
+}
+
+// scan reads the queue from the cursor and delivers what it finds, until the window is full or
+// the queue ends.
+func (ss *Session) scan(ctx context.Context, free *int) {
+	ss.mu.Lock()
 	from := ss.cursor
 	ss.mu.Unlock()
-	for free > 0 {
+	for *free > 0 {
 		qm, err := ss.svc.queue.Next(ctx, ss.cfg.DeviceID, from)
 		if errors.Is(err, engine.ErrNotFound) {
+			ss.mu.Lock()
+			ss.scanned = true // announcements that came meanwhile are in known
+			ss.mu.Unlock()
 			return
 		}
 		if err != nil {
@@ -349,66 +431,80 @@ func (ss *Session) fill(ctx context.Context) {
 			return
 		}
 		seq := qm.Seq
+		from = seq + 1
+		ss.setCursor(from)
 		ss.mu.Lock()
 		_, mine := ss.inflight[seq]
 		ss.mu.Unlock()
 		if mine {
-			from = seq + 1
-			ss.setCursor(from)
 			continue
 		}
 		m, err := decode(ss.cfg.DeviceID, seq, qm.Data)
 		if err != nil {
-			from = seq + 1
-			ss.setCursor(from)
 			continue
 		}
 		if !m.Expiry.After(ss.svc.clock.Now()) {
 			ss.svc.expire(ctx, m)
-			from = seq + 1
-			ss.setCursor(from)
 			continue
 		}
 		l, outcome, until, err := ss.svc.lock(ctx, ss.cfg.DeviceID, seq, ss.owner, ss.steal)
 		if err != nil {
 			ss.svc.log.Warn("locking a message", "device", ss.cfg.DeviceID, "seq", seq, "err", err)
 			ss.mu.Lock()
+			ss.cursor = seq
 			ss.armRetry(time.Second)
 			ss.mu.Unlock()
 			return
 		}
-		from = seq + 1
-		ss.setCursor(from)
 		switch outcome {
 		case busy:
-			ss.mu.Lock()
-			if ss.revisit == 0 || seq < ss.revisit {
-				ss.revisit = seq
-			}
-			ss.armWake(until)
-			ss.mu.Unlock()
-			continue
-		case deadLetter:
-			_ = ss.svc.finish(ctx, ss.cfg.DeviceID, seq, l.deliveries, m, StatusDeliveryCountExceeded, ss.cfg.Protocol)
+			ss.skipBusy(seq, until)
 			continue
 		case gone:
 			continue
 		}
-		meta := *m
-		meta.Body = nil
-		f := &flight{l: l, m: &meta, d: &Delivery{Message: m, LockToken: l.token(), DeliveryCount: l.deliveries}}
-		ss.mu.Lock()
-		if ss.closed {
-			ss.mu.Unlock()
-			_ = ss.svc.unlock(ctx, ss.cfg.DeviceID, l)
-			return
+		if ss.take(ctx, l, outcome, m) {
+			*free--
 		}
-		f.timer = ss.svc.clock.AfterFunc(l.until.Sub(ss.svc.clock.Now()), func() { ss.lockRanOut(seq) })
-		ss.inflight[seq] = f
-		ss.mu.Unlock()
-		ss.send(seq, f)
-		free--
 	}
+}
+
+// skipBusy remembers a message another owner holds, to look at it again when that lock runs out.
+func (ss *Session) skipBusy(seq uint64, until time.Time) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.revisit == 0 || seq < ss.revisit {
+		ss.revisit = seq
+	}
+	ss.armWake(until)
+}
+
+// take delivers a message this session locked (or dead-letters it when its deliveries are used
+// up, or expires it). It reports whether the message now takes a place in the window.
+func (ss *Session) take(ctx context.Context, l lease, outcome lockOutcome, m *Message) bool {
+	if outcome == deadLetter {
+		_ = ss.svc.finish(ctx, ss.cfg.DeviceID, l.seq, l.deliveries, m, StatusDeliveryCountExceeded, ss.cfg.Protocol)
+		return false
+	}
+	if !m.Expiry.After(ss.svc.clock.Now()) {
+		ss.svc.expire(ctx, m)
+		return false
+	}
+	meta := *m
+	meta.Body = nil
+	seq := l.seq
+	f := &flight{l: l, m: &meta, d: &Delivery{Message: m, LockToken: l.token(), DeliveryCount: l.deliveries}}
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		_ = ss.svc.unlock(ctx, ss.cfg.DeviceID, l)
+		return false
+	}
+	f.timer = ss.svc.clock.AfterFunc(l.until.Sub(ss.svc.clock.Now()), func() { ss.lockRanOut(seq) })
+	ss.inflight[seq] = f
+	ss.mu.Unlock()
+	ss.send(seq, f)
+	return true
 }
 
 func (ss *Session) setCursor(to uint64) {
@@ -448,6 +544,7 @@ func (ss *Session) armWake(at time.Time) {
 			ss.cursor = ss.revisit
 		}
 		ss.revisit = 0
+		ss.scanned = false
 		ss.mu.Unlock()
 		ss.kick()
 	})
@@ -463,6 +560,7 @@ func (ss *Session) armResync() {
 			return
 		}
 		ss.cursor = 0
+		ss.scanned = false
 		ss.armResync()
 		ss.mu.Unlock()
 		ss.kick()

@@ -27,11 +27,11 @@ type QueueConfig struct {
 	MaxAge time.Duration
 	// MaxMsgSize refuses bigger messages (bytes, headers included). Zero means the server's limit.
 	MaxMsgSize int
-	// NotifyKind, when set, makes the engine announce every stored message (headers only, with
-	// its Nats-Sequence) on [DeviceSubject](key, "", NotifyKind), so the node that holds the
-	// key's connection learns about it wherever the message was sent from. Announcements are
-	// core messages: a node that is not listening misses them, so readers must also look at the
-	// queue itself when they start.
+	// NotifyKind, when set, makes the engine announce every stored message (headers only) on
+	// [DeviceSubject](key, "", NotifyKind), so the node that holds the key's connection learns
+	// about it wherever the message was sent from; [AnnouncedSeq] reads its sequence.
+	// Announcements are core messages: a node that is not listening misses them, so readers
+	// must also look at the queue itself when they start.
 	NotifyKind string
 }
 
@@ -134,16 +134,17 @@ func (q *Queue) List(ctx context.Context, key string, from uint64, max int) ([]Q
 	return out, nil
 }
 
-// Get returns the message at seq if it is still in key's queue, else [ErrNotFound].
+// Get returns the message at seq if it is still in key's queue, else [ErrNotFound]. It reads
+// the one message directly, without scanning the queue.
 func (q *Queue) Get(ctx context.Context, key string, seq uint64) (QueuedMsg, error) {
-	m, err := q.Next(ctx, key, seq)
+	m, err := q.st.GetMsg(ctx, seq)
 	if err != nil {
-		return QueuedMsg{}, err
+		return QueuedMsg{}, mapQueueErr(err)
 	}
-	if m.Seq != seq {
-		return QueuedMsg{}, fmt.Errorf("%w: sequence %d", ErrNotFound, seq)
+	if m.Subject != q.subject(key) {
+		return QueuedMsg{}, fmt.Errorf("%w: sequence %d is not in this queue", ErrNotFound, seq)
 	}
-	return m, nil
+	return QueuedMsg{Seq: m.Sequence, Time: m.Time, Data: m.Data}, nil
 }
 
 // Delete removes the message at seq. Exactly one caller succeeds for a message; the others
@@ -214,4 +215,17 @@ func mapQueueErr(err error) error {
 		}
 	}
 	return mapErr(err)
+}
+
+// AnnouncedSeq returns the sequence of the message a queue's announcement is about, or 0 when in
+// carries none (an announcement published by hand, meaning "look at the queue").
+func AnnouncedSeq(in Inbound) uint64 {
+	if in.msg == nil || in.msg.Header == nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(in.msg.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
 }

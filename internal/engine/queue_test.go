@@ -53,8 +53,8 @@ func TestEngineQueueCapAndDelete(t *testing.T) {
 				if err != nil {
 					t.Fatalf("notification %d: %v", i, err)
 				}
-				if in.Subject != engine.DeviceSubject("dev.1*", "", "c2d") {
-					t.Fatalf("notified on %s", in.Subject)
+				if in.Subject != engine.DeviceSubject("dev.1*", "", "c2d") || engine.AnnouncedSeq(in) != seqs[i] {
+					t.Fatalf("notified on %s of %d, want %d", in.Subject, engine.AnnouncedSeq(in), seqs[i])
 				}
 			}
 			if n, err := q.Len(ctx, "dev.1*"); err != nil || n != 3 {
@@ -110,16 +110,17 @@ func TestEngineTimersFireOnceAtTheEarliestTime(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := tm.Arm(ctx, "dev.x", start.Add(time.Duration(600+i*200)*time.Millisecond)); err != nil {
+			if _, err := tm.Arm(ctx, "dev.x", start.Add(time.Duration(600+i*200)*time.Millisecond)); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
-	if err := tm.Arm(ctx, "dev.x", start.Add(time.Hour)); err != nil { // later: no change
-		t.Fatal(err)
+	at, err := tm.Arm(ctx, "dev.x", start.Add(time.Hour)) // later: no change
+	if err != nil || !at.Equal(start.Add(600*time.Millisecond).UTC()) {
+		t.Fatalf("arm later: %s %v; want the earliest time kept", at, err)
 	}
-	if err := tm.Arm(ctx, "past", start.Add(-time.Minute)); err != nil {
+	if _, err := tm.Arm(ctx, "past", start.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	feed, err := tm.Feed()
@@ -206,5 +207,34 @@ func TestEngineWorkLockAndSettleFromAnotherConnection(t *testing.T) {
 			t.Fatal("the released message did not come back")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestEngineDeleteAsync(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	eng := enginetest.Start(t)
+	b, err := eng.KV(ctx, engine.BucketConfig{Name: "da"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "k.1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.DeleteAsync(b, "k.1"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := b.Get(ctx, "k.1"); errors.Is(err, engine.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("key still there")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := b.Create(ctx, "k.1", []byte("y")); err != nil {
+		t.Fatalf("create after an async delete: %v", err)
 	}
 }

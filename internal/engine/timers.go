@@ -72,8 +72,9 @@ const scheduleAtLayout = "2006-01-02T15:04:05.000000000Z"
 
 // Arm makes sure key's timer fires no later than at: if it is already set to fire at or before
 // at, nothing changes; otherwise it is moved to at. Concurrent calls from any nodes end with the
-// earliest of their times. A time in the past fires at once.
-func (t *Timers) Arm(ctx context.Context, key string, at time.Time) error {
+// earliest of their times. A time in the past fires at once. It returns when the timer is set to
+// fire, which is at or before at.
+func (t *Timers) Arm(ctx context.Context, key string, at time.Time) (time.Time, error) {
 	subj := t.prefix + ".s." + EncodeToken(key)
 	target := t.prefix + ".f." + EncodeToken(key)
 	at = at.UTC()
@@ -83,12 +84,12 @@ func (t *Timers) Arm(ctx context.Context, key string, at time.Time) error {
 		switch {
 		case err == nil:
 			if cur, ok := scheduledAt(last.Header.Get("Nats-Schedule")); ok && !cur.After(at) {
-				return nil
+				return cur, nil
 			}
 			expect = last.Sequence
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		default:
-			return mapErr(err)
+			return time.Time{}, mapErr(err)
 		}
 		_, err = t.e.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Header: nats.Header{
 			"Nats-Schedule":                       []string{"@at " + at.Format(scheduleAtLayout)},
@@ -96,14 +97,14 @@ func (t *Timers) Arm(ctx context.Context, key string, at time.Time) error {
 			"Nats-Expected-Last-Subject-Sequence": []string{strconv.FormatUint(expect, 10)},
 		}})
 		if err == nil {
-			return nil
+			return at, nil
 		}
 		if !isWrongLastSequence(err) {
-			return mapErr(err)
+			return time.Time{}, mapErr(err)
 		}
 		// Another node changed the timer in between: look again.
 	}
-	return fmt.Errorf("engine: timer %s: too many concurrent changes", key)
+	return time.Time{}, fmt.Errorf("engine: timer %s: too many concurrent changes", key)
 }
 
 func scheduledAt(h string) (time.Time, bool) {

@@ -66,9 +66,9 @@ func (c *conn) stopC2D() {
 
 // onC2DNotify learns that a message was queued for the device. It runs on the dispatcher
 // goroutine and does not block.
-func (c *conn) onC2DNotify(engine.Inbound) {
+func (c *conn) onC2DNotify(in engine.Inbound) {
 	if ss := c.c2.sess.Load(); ss != nil {
-		ss.Notify()
+		ss.Notify(engine.AnnouncedSeq(in))
 	}
 }
 

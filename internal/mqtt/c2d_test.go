@@ -33,7 +33,7 @@ type c2dHub struct {
 	stop func() // shuts the node down as a clean exit would
 }
 
-func startC2DHub(t *testing.T, eng *engine.Engine, node string, ccfg c2d.Config) *c2dHub {
+func startC2DHub(t testing.TB, eng *engine.Engine, node string, ccfg c2d.Config) *c2dHub {
 	t.Helper()
 	ctx := context.Background()
 	h := &hub{eng: eng, start: time.Now().Add(-time.Second)}
