@@ -134,8 +134,9 @@ type Service struct {
 	armed map[string]time.Time // device -> when its expiry timer fires, as last seen by this node
 }
 
-// maxArmed bounds the armed cache: beyond it, entries are dropped at random.
-const maxArmed = 100_000
+// maxArmed bounds the armed cache (about 100 bytes an entry): when it is full, entries whose
+// timer has fired go, then others at random. It only saves engine reads for busy devices.
+const maxArmed = 10_000
 
 // arm makes sure deviceID's expiry timer fires by at. A timer this node saw set to fire at T
 // covers every message expiring at or after T, as long as T is still ahead (with a second's
@@ -155,11 +156,16 @@ func (s *Service) arm(ctx context.Context, deviceID string, at, now time.Time) e
 	}
 	s.armMu.Lock()
 	if len(s.armed) >= maxArmed {
+		for k, t := range s.armed {
+			if t.Before(now) {
+				delete(s.armed, k)
+			}
+		}
 		for k := range s.armed {
-			delete(s.armed, k)
 			if len(s.armed) < maxArmed*9/10 {
 				break
 			}
+			delete(s.armed, k)
 		}
 	}
 	s.armed[deviceID] = fires

@@ -15,6 +15,7 @@ import (
 
 	"github.com/roost-iot/roost/internal/c2d"
 	"github.com/roost-iot/roost/internal/diag"
+	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/registry"
 )
@@ -485,4 +486,57 @@ func value(c prometheus.Metric) float64 {
 		return m.Counter.GetValue()
 	}
 	return m.Gauge.GetValue()
+}
+
+// TestC2DSettledQueuesLeaveNothingBehind sends to many devices and settles everything: the
+// engine then holds no message and no delivery state for any of them (their expiry timers go
+// when they fire), and no node keeps anything for devices that are not connected.
+func TestC2DSettledQueuesLeaveNothingBehind(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, c2d.Config{})
+	ctx := context.Background()
+	const devices = 100
+	for i := 0; i < devices; i++ {
+		id := fmt.Sprintf("idle-%03d", i)
+		n.device(t, id)
+		n.send(t, id, c2d.Message{Body: []byte("x")})
+		n.send(t, id, c2d.Message{Body: []byte("y")})
+		for j := 0; j < 2; j++ {
+			d, err := n.svc.Receive(ctx, id)
+			if err != nil || d == nil {
+				t.Fatalf("receive %s: %v %v", id, d, err)
+			}
+			if j == 0 {
+				err = n.svc.Complete(ctx, id, d.LockToken)
+			} else {
+				err = n.svc.Reject(ctx, id, d.LockToken)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	state, err := n.eng.KV(ctx, engine.BucketConfig{Name: "c2d-state"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := 0
+		if err := state.Scan(ctx, []string{">"}, func(engine.Entry) bool { left++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d delivery states left behind", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 0; i < devices; i++ {
+		if d := n.depth(t, fmt.Sprintf("idle-%03d", i)); d != 0 {
+			t.Fatalf("depth %d", d)
+		}
+	}
 }
