@@ -153,6 +153,93 @@ function defaultPolicyGivesUp(err) {
   return new ExponentialBackOffWithJitter().shouldRetry(err) === false;
 }
 
+
+/**
+ * Keeps track of the device and module clients a test file opens: `track(client)` gives the
+ * client the NoRetry policy (a failure or a dropped connection surfaces at once instead of being
+ * retried for minutes behind the test's back) and a no-op 'error' listener (an unheard 'error'
+ * event would crash the test process); `closeAll()` closes whatever is still open.
+ */
+function clientTracker() {
+  const open = new Set();
+  return {
+    track(client) {
+      client.setRetryPolicy(new NoRetry());
+      client.on('error', () => {});
+      open.add(client);
+      return client;
+    },
+    async close(client, ms = 10_000) {
+      open.delete(client);
+      await withTimeout(client.close(), ms, 'close');
+    },
+    async closeAll() {
+      const all = [...open];
+      open.clear();
+      await Promise.all(all.map((c) => closeQuietly(c)));
+    },
+  };
+}
+
+/**
+ * `twin.properties.reported.update(patch, cb)` (the device SDK's Twin has no promise form for it)
+ * as a promise bounded by `ms`.
+ */
+function updateReported(twin, patch, ms = 10_000) {
+  const done = new Promise((resolve, reject) => {
+    twin.properties.reported.update(patch, (err) => (err ? reject(err) : resolve()));
+  });
+  return withTimeout(done, ms, 'reported properties update');
+}
+
+/**
+ * Listens to a device Twin's 'properties.desired' event. Registering the listener makes the SDK
+ * subscribe to desired property updates ($iothub/twin/PATCH/properties/desired/#); `subscribed()`
+ * resolves once the hub acknowledged that subscription. It asks the SDK's Twin to enable the
+ * updates again, which for a subscription already made or under way only waits for its SUBACK
+ * (azure-iot-device-mqtt's MqttTwinClient topic state machine), so nothing extra goes on the wire.
+ * The hub pushes only changes made after the subscription, as IoT Hub does.
+ * `next(pred, ms)` resolves with the first event (seen before or after the call) that satisfies
+ * `pred`. Note that the SDK also emits the desired section it already holds when a listener is
+ * added, so the first event is usually the one from the last getTwin.
+ */
+function watchDesired(twin) {
+  const seen = [];
+  const waiters = [];
+  twin.on('error', () => {}); // a failed subscription would otherwise crash the process
+  twin.on('properties.desired', (patch) => {
+    const copy = JSON.parse(JSON.stringify(patch));
+    seen.push(copy);
+    for (const w of [...waiters]) {
+      if (w.pred(copy)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(copy);
+      }
+    }
+  });
+  return {
+    seen,
+    subscribed(ms = 10_000) {
+      const p = new Promise((resolve, reject) => {
+        twin.enableTwinDesiredPropertiesUpdates((err) => (err ? reject(err) : resolve()));
+      });
+      return withTimeout(p, ms, 'subscribe to desired property updates');
+    },
+    next(pred, ms = 5_000) {
+      const hit = seen.find(pred);
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve: (v) => { clearTimeout(timer); resolve(v); } };
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(new Error(`no matching desired property update within ${ms} ms; the device saw ${JSON.stringify(seen)}`));
+        }, ms);
+        waiters.push(w);
+      });
+    },
+  };
+}
+
 module.exports = {
   deviceErrors,
   NoRetry,
@@ -168,6 +255,9 @@ module.exports = {
   sampleSum,
   metricsEventually,
   defaultPolicyGivesUp,
+  clientTracker,
+  updateReported,
+  watchDesired,
   CONNECTION_ERRORS,
   TELEMETRY_SUCCESS,
   TELEMETRY_ATTEMPTS,
