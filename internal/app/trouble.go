@@ -6,9 +6,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/roost-iot/roost/internal/alerts"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
+	"github.com/roost-iot/roost/internal/events"
 	"github.com/roost-iot/roost/internal/faults"
 	"github.com/roost-iot/roost/internal/httpapi"
 	"github.com/roost-iot/roost/internal/kql"
@@ -26,6 +28,8 @@ type troubleshooting struct {
 	recorder *metrics.Recorder
 	history  *metrics.History
 	lease    *engine.Lease
+	alerts   *alerts.Manager
+	events   *events.Manager
 	exports  []*diag.Exporter
 	jobs     []func(ctx context.Context) // run under the lease
 	extra    []func(a *httpapi.Admin)
@@ -80,6 +84,35 @@ func newTroubleshooting(ctx context.Context, h *Hub) (*troubleshooting, error) {
 		t.exports = append(t.exports, x)
 		t.jobs = append(t.jobs, x.Run)
 	}
+	if t.alerts, err = alerts.Open(ctx, h.Engine, alerts.Config{
+		Query: t.query, ResourceID: h.Diag.ResourceID(), Logger: h.log,
+		OnDelivery: func(r string) { t.metrics.AlertNotifications.WithLabelValues(r).Inc() },
+		OnFiring:   func(n int) { t.metrics.AlertsFiring.Set(float64(n)) },
+	}); err != nil {
+		return nil, err
+	}
+	if cfg.Trouble.AlertRules != "" {
+		rules, err := loadAlertRules(cfg.Trouble.AlertRules)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rules {
+			if _, err := t.alerts.Put(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t.jobs = append(t.jobs, t.alerts.Run)
+	t.extra = append(t.extra, httpapi.AlertRoutes(t.alerts))
+	if t.events, err = events.Open(ctx, h.Engine, events.Config{
+		HubName: hubName(cfg.HostName), ResourceID: h.Diag.ResourceID(), Telemetry: h.Telemetry, Logger: h.log,
+		OnDelivery: func(r, typ string) { t.metrics.EventGridDeliveries.WithLabelValues(r, typ).Inc() },
+		OnLatency:  func(d time.Duration) { t.metrics.EventGridLatency.Observe(float64(d.Milliseconds())) },
+	}); err != nil {
+		return nil, err
+	}
+	t.jobs = append(t.jobs, t.events.Run)
+	t.extra = append(t.extra, httpapi.EventRoutes(t.events))
 	if t.lease, err = h.Engine.NewLease(ctx, engine.LeaseConfig{Name: "housekeeping", Holder: h.NodeID}); err != nil {
 		return nil, err
 	}

@@ -31,9 +31,9 @@ func mqttConnect(t *testing.T, h *Hub, deviceID, password string, onLost func(er
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(h.TLS.CAPEM)
 	opts := paho.NewClientOptions().
-		AddBroker("ssl://"+h.MQTTAddr).
+		AddBroker("ssl://" + h.MQTTAddr).
 		SetClientID(deviceID).
-		SetUsername(h.Config.HostName+"/"+deviceID+"/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.2").
+		SetUsername(h.Config.HostName + "/" + deviceID + "/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.2").
 		SetPassword(password).
 		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: h.Config.HostName, MinVersion: tls.VersionTLS12}).
 		SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).SetConnectRetry(false).
@@ -205,9 +205,9 @@ func TestGuideQueryFindsConnectionErrors(t *testing.T) {
 	}
 	var la struct {
 		Tables []struct {
-			Name    string                       `json:"name"`
+			Name    string                        `json:"name"`
 			Columns []struct{ Name, Type string } `json:"columns"`
-			Rows    [][]any                      `json:"rows"`
+			Rows    [][]any                       `json:"rows"`
 		} `json:"tables"`
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&la)

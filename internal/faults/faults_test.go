@@ -22,8 +22,13 @@ func TestFaultRules(t *testing.T) {
 	var injected []errcode.Code
 	open := func() *faults.Injector {
 		inj, err := faults.Open(ctx, eng, faults.Config{
-			Refresh:  20 * time.Millisecond,
-			Drop:     func(dev, rule string) error { mu.Lock(); defer mu.Unlock(); dropped = append(dropped, dev+"/"+rule); return nil },
+			Refresh: 20 * time.Millisecond,
+			Drop: func(dev, rule string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				dropped = append(dropped, dev+"/"+rule)
+				return nil
+			},
 			OnInject: func(c errcode.Code) { mu.Lock(); defer mu.Unlock(); injected = append(injected, c) },
 		})
 		if err != nil {
