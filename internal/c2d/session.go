@@ -51,6 +51,7 @@ type Session struct {
 	cursor    uint64
 	scanned   bool     // a scan reached the end of the queue: news now comes by announcement
 	known     []uint64 // announced sequence numbers not looked at yet
+	lastSeen  uint64   // the highest sequence number announced or scanned
 	revisit   uint64   // lowest sequence skipped because another owner held it; 0 for none
 	inflight  map[uint64]*flight
 	settles   []uint64 // acknowledged by the device
@@ -84,15 +85,18 @@ func (s *Service) OpenSession(cfg SessionConfig) *Session {
 // maxKnown bounds the announced sequence numbers a session keeps; beyond it, it scans instead.
 const maxKnown = 256
 
-// Notify tells the session that message seq was queued for its device; 0 means some change
-// without a sequence number, and makes the session read its queue again.
-func (ss *Session) Notify(seq uint64) {
+// Notify tells the session that message seq was queued for its device, after message prev (the
+// one before it in the device's queue, 0 if none). seq 0 means some change without a sequence
+// number. Either that, or a prev the session never heard of (an announcement was lost), makes the
+// session read its queue again.
+func (ss *Session) Notify(seq, prev uint64) {
 	ss.mu.Lock()
-	if seq == 0 || len(ss.known) >= maxKnown {
+	if seq == 0 || prev > ss.lastSeen || len(ss.known) >= maxKnown {
 		ss.scanned, ss.known = false, nil
 	} else {
 		ss.known = append(ss.known, seq)
 	}
+	ss.lastSeen = max(ss.lastSeen, seq)
 	ss.mu.Unlock()
 	ss.kick()
 }
@@ -435,6 +439,7 @@ func (ss *Session) scan(ctx context.Context, free *int) {
 		ss.setCursor(from)
 		ss.mu.Lock()
 		_, mine := ss.inflight[seq]
+		ss.lastSeen = max(ss.lastSeen, seq)
 		ss.mu.Unlock()
 		if mine {
 			continue

@@ -256,3 +256,25 @@ func TestC2DNothingLostOrDuplicated(t *testing.T) {
 		t.Fatalf("depth %d after all were completed", d)
 	}
 }
+
+// TestC2DSessionNoticesALostAnnouncement: the engine's announcements are core messages and may
+// be dropped; the next one names the message before it, so the session sees the gap and reads
+// its queue again instead of waiting for the resync.
+func TestC2DSessionNoticesALostAnnouncement(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, c2d.Config{})
+	n.device(t, "lossy")
+	col := newCollector()
+	ss := n.svc.OpenSession(c2d.SessionConfig{DeviceID: "lossy", ConnID: "c1", Protocol: "Mqtt", Deliver: col.deliver})
+	defer ss.Close()
+	time.Sleep(100 * time.Millisecond) // the first scan finds the queue empty
+	a := n.send(t, "lossy", c2d.Message{MessageID: "a"})
+	b := n.send(t, "lossy", c2d.Message{MessageID: "b"})
+	ss.Notify(b.SequenceNumber, a.SequenceNumber) // a's announcement never came
+	if got := col.next(t); got.MessageID != "a" {
+		t.Fatalf("got %s first", got.MessageID)
+	}
+	if got := col.next(t); got.MessageID != "b" {
+		t.Fatalf("got %s second", got.MessageID)
+	}
+}

@@ -217,15 +217,18 @@ func mapQueueErr(err error) error {
 	return mapErr(err)
 }
 
-// AnnouncedSeq returns the sequence of the message a queue's announcement is about, or 0 when in
-// carries none (an announcement published by hand, meaning "look at the queue").
-func AnnouncedSeq(in Inbound) uint64 {
+// AnnouncedSeq returns the sequence of the message a queue's announcement is about and of the
+// message before it in the same key's queue (0 if there was none then), or 0, 0 when in carries
+// none (an announcement published by hand, meaning "look at the queue"). A reader that never saw
+// prev announced has missed an announcement.
+func AnnouncedSeq(in Inbound) (seq, prev uint64) {
 	if in.msg == nil || in.msg.Header == nil {
-		return 0
+		return 0, 0
 	}
-	n, err := strconv.ParseUint(in.msg.Header.Get("Nats-Sequence"), 10, 64)
+	seq, err := strconv.ParseUint(in.msg.Header.Get("Nats-Sequence"), 10, 64)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	return n
+	prev, _ = strconv.ParseUint(in.msg.Header.Get("Nats-Last-Sequence"), 10, 64)
+	return seq, prev
 }

@@ -53,8 +53,13 @@ func TestEngineQueueCapAndDelete(t *testing.T) {
 				if err != nil {
 					t.Fatalf("notification %d: %v", i, err)
 				}
-				if in.Subject != engine.DeviceSubject("dev.1*", "", "c2d") || engine.AnnouncedSeq(in) != seqs[i] {
-					t.Fatalf("notified on %s of %d, want %d", in.Subject, engine.AnnouncedSeq(in), seqs[i])
+				seq, prev := engine.AnnouncedSeq(in)
+				wantPrev := uint64(0)
+				if i > 0 {
+					wantPrev = seqs[i-1]
+				}
+				if in.Subject != engine.DeviceSubject("dev.1*", "", "c2d") || seq != seqs[i] || prev != wantPrev {
+					t.Fatalf("notified on %s of %d after %d, want %d after %d", in.Subject, seq, prev, seqs[i], wantPrev)
 				}
 			}
 			if n, err := q.Len(ctx, "dev.1*"); err != nil || n != 3 {
