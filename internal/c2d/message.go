@@ -324,11 +324,15 @@ func encode(m *Message) []byte {
 	for _, p := range m.Properties {
 		env.Properties = append(env.Properties, [2]string{p.Name, p.Value})
 	}
-	meta, _ := json.Marshal(env) // JSON escapes control characters, so meta holds no newline
-	out := make([]byte, 0, len(meta)+1+len(m.Body))
-	out = append(out, meta...)
-	out = append(out, '\n')
-	return append(out, m.Body...)
+	// JSON escapes control characters, so the metadata holds no newline; with HTML escaping off
+	// it is at most twice the size of the properties.
+	var buf bytes.Buffer
+	buf.Grow(256 + len(m.Body))
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(env) // ends with the newline that separates the body
+	buf.Write(m.Body)
+	return buf.Bytes()
 }
 
 // decode reverses encode for the message stored at seq for deviceID.

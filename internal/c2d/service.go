@@ -224,7 +224,7 @@ func Open(ctx context.Context, eng *engine.Engine, cfg Config) (*Service, error)
 	var err error
 	if s.queue, err = eng.Queue(ctx, engine.QueueConfig{
 		Name: queueStream, Prefix: queuePrefix, MaxPerKey: MaxQueueDepth,
-		MaxAge: MaxTTL + ttlGrace, MaxMsgSize: 2*MaxMessageSize + 4096, NotifyKind: NotifyKind,
+		MaxAge: MaxTTL + ttlGrace, MaxMsgSize: 4 * MaxMessageSize, NotifyKind: NotifyKind,
 	}); err != nil {
 		return nil, err
 	}

@@ -75,6 +75,7 @@ func TestC2DSendValidation(t *testing.T) {
 		{Expiry: now.Add(3 * time.Second)},
 		{Expiry: now.Add(48 * time.Hour)},
 		{Ack: "FULL", MessageID: "id-:.+%_#*?!(),=@;$'", Properties: []c2d.Property{{Name: "k!#$%&'*+-.^_`|~", Value: "välue ok"}}},
+		{Properties: []c2d.Property{{Name: "worst", Value: strings.Repeat(`"<\`, 21840)}}}, // escapes double the envelope
 	}
 	for i, m := range ok {
 		out := n.send(t, "dev-1", m)
