@@ -299,3 +299,62 @@ func rawConnect(c net.Conn, host, id, password string) error {
 	}
 	return nil
 }
+
+// TestGuideErrorSummaryFindsServiceErrors causes the guide's service-side errors with the CLI
+// (409001 DeviceAlreadyExists, 404001 DeviceNotFound, 404103 DeviceNotOnline) and finds them
+// with the fact sheet's error summary query, each explained.
+func TestGuideErrorSummaryFindsServiceErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h := startTestHub(t, dir)
+	defer h.Shutdown(context.Background())
+	dd := "--data-dir=" + dir
+	if _, _, code := run(t, "device", "create", "cam-02", dd); code != 0 {
+		t.Fatal("create")
+	}
+	if _, errs, code := run(t, "device", "create", "cam-02", dd); code != 1 || !strings.Contains(errs, "409001") {
+		t.Fatalf("duplicate create: %d %s", code, errs)
+	}
+	if _, errs, code := run(t, "device", "show", "nobody", dd); code != 1 || !strings.Contains(errs, "404001") {
+		t.Fatalf("show: %d %s", code, errs)
+	}
+	if _, errs, code := run(t, "method", "invoke", "cam-02", "reboot", "--connect-timeout", "0", "--response-timeout", "5", dd); code != 1 || !strings.Contains(errs, "404103") {
+		t.Fatalf("method on an offline device: %d %s", code, errs)
+	}
+	summary := `AzureDiagnostics
+| where ResourceProvider == "MICROSOFT.DEVICES" and ResourceType == "IOTHUBS"
+| where Level == "Error"
+| summarize count() by ResultType, ResultDescription, Category, _ResourceId`
+	rows := queryRows(t, dd, 3, "--explain", summary)
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r["ResultType"].(string)] = r["ResultDescription"].(string) + " " + r["Category"].(string)
+		if r["Resolution"] == "" {
+			t.Errorf("%s has no resolution", r["ResultType"])
+		}
+	}
+	for code, want := range map[string]string{
+		"409001": "DeviceAlreadyExists DeviceIdentityOperations",
+		"404001": "DeviceNotFound DeviceIdentityOperations",
+		"404103": "DeviceNotOnline DirectMethods",
+	} {
+		if got[code] != want {
+			t.Errorf("%s: %q, want %q (all: %v)", code, got[code], want, got)
+		}
+	}
+}
+
+func TestExampleAlertRulesLoad(t *testing.T) {
+	t.Parallel()
+	rules, err := loadAlertRules("../../docs/alert-rules.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, r := range rules {
+		names = append(names, r.Name)
+	}
+	if strings.Join(names, ",") != "connected-devices-dropped,connection-errors,throttling-errors" {
+		t.Fatalf("rules %v", names)
+	}
+}

@@ -3,6 +3,7 @@ package diag_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -28,5 +29,23 @@ func FuzzReadRecords(f *testing.F) {
 			n++
 			return n < 10000
 		})
+	})
+}
+
+// FuzzDecodeWire checks the fast record decoder against encoding/json on any input.
+func FuzzDecodeWire(f *testing.F) {
+	f.Add([]byte(`{"time":"2025-01-01T00:00:00Z","category":"Connections","properties":"{\"a\":\"b\\u00e9\"}"}`))
+	f.Add([]byte(`{"time":"x","durationMs":3}`))
+	f.Add([]byte(`{"location":"a\/b","level":"\ud83d\ude00"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast, slow diag.Wire
+		errFast := diag.DecodeWireForTest(data, &fast)
+		errSlow := json.Unmarshal(data, &slow)
+		if (errFast == nil) != (errSlow == nil) {
+			t.Fatalf("fast %v, slow %v for %q", errFast, errSlow, data)
+		}
+		if errFast == nil && fast != slow {
+			t.Fatalf("fast %+v\nslow %+v\nfor %q", fast, slow, data)
+		}
 	})
 }

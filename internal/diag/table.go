@@ -2,7 +2,6 @@ package diag
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -227,9 +226,6 @@ func (t *Table) Scan(ctx context.Context, req kql.ScanRequest, fn func(kql.Row) 
 		return fn(row)
 	})
 }
-
-// decodeWire decodes a stored record.
-func decodeWire(b []byte, w *Wire) error { return json.Unmarshal(b, w) }
 
 // Query runs a KQL query over the hub's diagnostic records (AzureDiagnostics) and any other
 // tables given.

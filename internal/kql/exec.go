@@ -571,7 +571,40 @@ func (r *run) scanRequest(cols []Column, conj []Expr) (ScanRequest, bool) {
 		}
 	}
 	flip := map[string]string{">": "<", ">=": "<=", "<": ">", "<=": ">="}
+	// orEqualities reads a or b or ... where each term is Col == "lit" on one column.
+	var orEqualities func(e Expr) (string, []string, bool)
+	orEqualities = func(e Expr) (string, []string, bool) {
+		b, ok := unparen(e).(*Binary)
+		if !ok {
+			return "", nil, false
+		}
+		switch b.Op {
+		case "or":
+			c1, v1, ok1 := orEqualities(b.X)
+			c2, v2, ok2 := orEqualities(b.Y)
+			if !ok1 || !ok2 || c1 != c2 {
+				return "", nil, false
+			}
+			return c1, append(v1, v2...), true
+		case "==":
+			col, ok := colName(b.X)
+			val, vok := constVal(b.Y)
+			if !ok || !vok || val.K != String {
+				return "", nil, false
+			}
+			return col, []string{val.S}, true
+		}
+		return "", nil, false
+	}
 	for _, e := range conj {
+		if b, ok := e.(*Binary); ok && b.Op == "or" {
+			if col, vals, ok := orEqualities(b); ok {
+				if k, exists := has[col]; exists && k == String {
+					restrict(col, vals)
+				}
+			}
+			continue
+		}
 		switch e := e.(type) {
 		case *Binary:
 			switch e.Op {

@@ -184,6 +184,14 @@ func TestPushdown(t *testing.T) {
 			t.Errorf("Equals[%s] = %v, want [%s]", col, got, want)
 		}
 	}
+	// An or of equalities on one column narrows the scan too.
+	rec3 := &recordingTable{}
+	if _, err := Run(context.Background(), Catalog{rec3}, `AzureDiagnostics | where Level == "Error" or Level == "Critical" | where Category == "A" or Level == "x"`, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec3.reqs[0].Equals["Level"]; len(got) != 2 || got[0] != "Error" || got[1] != "Critical" || rec3.reqs[0].Equals["Category"] != nil {
+		t.Errorf("or pushdown: %v", rec3.reqs[0].Equals)
+	}
 	// A table without the filtered column is not scanned at all.
 	rec2 := &recordingTable{}
 	other := &recordingTable{name: "Other", cols: []Column{{"TimeGenerated", DateTime}, {"MetricName", String}}}
