@@ -305,6 +305,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	if h.Telemetry != nil {
 		h.Telemetry.CloseReaders() // event streams never end by themselves
 	}
+	h.trouble.closeStreams() // nor do diagnostic tails
 	if h.Methods != nil {
 		h.Methods.Close() // calls waiting for a device to connect
 	}
