@@ -594,7 +594,16 @@ var catalog = []Entry{
 	},
 	{Code: DeviceMaximumQueueSizeExceeded, Name: "DeviceMaximumQueueSizeExceeded", Summary: "The device's queue is over its size limit."},
 	{Code: RoutingEndpointResponseForbidden, Name: "RoutingEndpointResponseForbidden", Summary: "A routing endpoint refused the message as forbidden."},
-	{Code: InvalidMessageExpiryTime, Name: "InvalidMessageExpiryTime", Summary: "The message expiry time is invalid."},
+	{
+		Code: InvalidMessageExpiryTime, Name: "InvalidMessageExpiryTime",
+		Summary: "The message expiry time is invalid.",
+		Symptom: "Sending a cloud-to-device message fails with 403009 and the message is not queued.",
+		Cause: "The message's absolute expiry time (iothub-expiry) is not in the future, or it is more " +
+			"than two days away, the longest a cloud-to-device message may wait.",
+		Resolution: "Set the expiry from the current UTC time, between a few seconds and two days ahead, " +
+			"or leave it out to use the hub's default time to live (c2d-default-ttl). Check the sender's " +
+			"clock if expiries that look right are refused.",
+	},
 	{Code: OperationNotAvailableInCurrentTier, Name: "OperationNotAvailableInCurrentTier", Summary: "The feature is not available in the hub's tier."},
 	{Code: KeyEncryptionKeyRevoked, Name: "KeyEncryptionKeyRevoked", Summary: "The customer-managed encryption key was revoked."},
 	{
