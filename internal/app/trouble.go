@@ -36,6 +36,11 @@ type troubleshooting struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// streams ends the admin API's streams (logs tail) when the hub shuts down; they never end
+	// by themselves.
+	streams     context.Context
+	stopStreams context.CancelFunc
 }
 
 // newTroubleshooting opens what the edges need before they start (fault injection); start runs
@@ -43,6 +48,7 @@ type troubleshooting struct {
 func newTroubleshooting(ctx context.Context, h *Hub) (*troubleshooting, error) {
 	cfg := h.Config
 	t := &troubleshooting{h: h, metrics: h.Metrics.NewTroubleshooting()}
+	t.streams, t.stopStreams = context.WithCancel(context.Background())
 	h.Metrics.RegisterFuncs(h.Diag.Dropped, func(ctx context.Context) (int64, error) {
 		st, err := h.Registry.Statistics(ctx)
 		return int64(st.TotalDeviceCount), err
@@ -157,11 +163,19 @@ func (t *troubleshooting) start() {
 	}()
 }
 
+// closeStreams ends the admin API's open streams, so that a shutdown need not wait for them.
+func (t *troubleshooting) closeStreams() {
+	if t != nil && t.stopStreams != nil {
+		t.stopStreams()
+	}
+}
+
 // close stops the background work and waits for it.
 func (t *troubleshooting) close() {
 	if t == nil {
 		return
 	}
+	t.closeStreams()
 	if t.cancel != nil {
 		t.cancel()
 	}
@@ -184,6 +198,10 @@ func (t *troubleshooting) mount(mux *http.ServeMux) {
 		Token:    t.h.Config.Trouble.AdminToken,
 		Query:    t.query,
 		Tail: func(ctx context.Context, cats, levels []string, fn func(diag.Wire) bool) error {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(t.streams, cancel)
+			defer stop()
 			return diag.Tail(ctx, t.h.Engine, cats, levels, fn)
 		},
 		Metrics:      t.h.Metrics,

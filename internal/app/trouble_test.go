@@ -15,6 +15,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
 )
@@ -356,5 +357,51 @@ func TestExampleAlertRulesLoad(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "connected-devices-dropped,connection-errors,throttling-errors" {
 		t.Fatalf("rules %v", names)
+	}
+}
+
+// TestLogsTailFollowsRecordsAndEndsOnShutdown follows records over the admin API and checks
+// that shutting the hub down ends the stream at once.
+func TestLogsTailFollowsRecordsAndEndsOnShutdown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h := startTestHub(t, dir)
+	af := adminFlags{}
+	af.dataDir = dir
+	ad, err := af.admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- ad.Tail(context.Background(), []string{"connections"}, []string{"error"}, func(w diag.Wire) error {
+			got <- w.OperationName + " " + w.ResultType
+			return nil
+		})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := mqttConnect(t, h, "nobody", "SharedAccessSignature sr=x&sig=y&se=1", nil); err == nil {
+		t.Fatal("connect must fail")
+	}
+	select {
+	case s := <-got:
+		if s != "deviceConnect 401002" && s != "deviceConnect 401003" {
+			t.Fatalf("tail got %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tail got nothing")
+	}
+	start := time.Now()
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %s with a tail open", d)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tail did not end")
 	}
 }
