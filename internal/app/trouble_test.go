@@ -15,6 +15,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/roost-iot/roost/internal/config"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
@@ -403,5 +404,50 @@ func TestLogsTailFollowsRecordsAndEndsOnShutdown(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the tail did not end")
+	}
+}
+
+// TestAdminTokenAndLogAnalyticsShape queries with the admin bearer token, checks the Log
+// Analytics types of the columns, and that a wrong token is refused.
+func TestAdminTokenAndLogAnalyticsShape(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.DataDir, cfg.HostName = t.TempDir(), "hub.test"
+	cfg.HTTPSAddr, cfg.MQTTAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Trouble.AdminToken = "s3cret-token"
+	h, err := Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Shutdown(context.Background())
+	post := func(token, query string) (int, map[string]any) {
+		body, _ := json.Marshal(map[string]any{"query": query, "timespan": "P1D"})
+		req, _ := http.NewRequest(http.MethodPost, "http://"+h.AdminAddr+"/diagnostics/query", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	status, m := post("s3cret-token", `print n = 1, r = 1.5, s = "x", t = datetime(2025-03-04), d = 1h, b = true, j = dynamic({"a": 1})`)
+	if status != 200 {
+		t.Fatalf("query: %d %v", status, m)
+	}
+	tbl := m["tables"].([]any)[0].(map[string]any)
+	var types []string
+	for _, c := range tbl["columns"].([]any) {
+		types = append(types, c.(map[string]any)["type"].(string))
+	}
+	row := tbl["rows"].([]any)[0].([]any)
+	if strings.Join(types, ",") != "long,real,string,datetime,timespan,bool,dynamic" ||
+		row[3] != "2025-03-04T00:00:00Z" || row[4] != "01:00:00" || row[6] != `{"a":1}` {
+		t.Fatalf("columns %v row %v", types, row)
+	}
+	if status, _ := post("wrong", "print 1"); status != 401 {
+		t.Fatalf("wrong token: %d", status)
 	}
 }
