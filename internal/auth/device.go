@@ -71,13 +71,13 @@ func (s *Store) AuthenticateDevice(ctx context.Context, reg *registry.Registry, 
 		if err != nil {
 			return Identity{}, notFound(err, c)
 		}
-		d, err := reg.GetDevice(ctx, c.DeviceID)
+		d, err := reg.LookupDevice(ctx, c.DeviceID)
 		if err != nil {
 			return Identity{}, notFound(err, c)
 		}
 		auth, genID, disabled = m.Authentication, m.GenerationID, d.Status == registry.StatusDisabled
 	} else {
-		d, err := reg.GetDevice(ctx, c.DeviceID)
+		d, err := reg.LookupDevice(ctx, c.DeviceID)
 		if err != nil {
 			return Identity{}, notFound(err, c)
 		}
