@@ -1,0 +1,142 @@
+package throttle
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"time"
+
+	"github.com/roost-iot/roost/internal/engine"
+)
+
+// The hub's rates are for the hub, not for each node. Each node shapes its traffic locally (no
+// engine round trip per operation) at its share of each class's rate, and the shares are
+// rebalanced from what the nodes publish in the engine: every Interval a node writes its
+// demand per class (operations asked for, admitted or not) under "node.<id>" and reads everyone
+// else's. A node's share of a class is 10 % of an equal split plus 90 % of its part of the
+// hub's demand, so the shares always sum to one, idle nodes keep a small share to start from,
+// and the node that holds the busy devices gets most of the rate.
+
+const bucketName = "throttle"
+
+// JoinConfig tunes [Throttler.Join].
+type JoinConfig struct {
+	// Node is this node's id, unique in the cluster.
+	Node string
+	// Interval is how often the node publishes its demand and rebalances. Zero means 1 s.
+	Interval time.Duration
+}
+
+type nodeState struct {
+	At     int64               `json:"at"` // unix nanoseconds
+	Demand [numClasses]float64 `json:"demand"`
+}
+
+// Join makes the throttler one node of the hub: it opens the engine state shared by all nodes
+// (shares of the rates, the daily quota) and rebalances the shares until ctx ends or Close is
+// called. On the unlimited hub it does nothing.
+func (t *Throttler) Join(ctx context.Context, eng *engine.Engine, cfg JoinConfig) error {
+	if t == nil {
+		return nil
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	b, err := eng.KV(ctx, engine.BucketConfig{Name: bucketName, Description: "throttle shares and daily quota", TTL: 48 * time.Hour})
+	if err != nil {
+		return err
+	}
+	t.bucket = b
+	t.nodeKey = "node." + hex.EncodeToString([]byte(cfg.Node))
+	t.interval = cfg.Interval
+	if limit, meter := DailyQuota(t.sku, t.units); limit > 0 {
+		t.quota = newQuota(b, limit, meter, t.now)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t.stop = cancel
+	t.done = make(chan struct{})
+	t.Rebalance(rctx)
+	go func() {
+		defer close(t.done)
+		tick := time.NewTicker(cfg.Interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				t.Rebalance(rctx)
+			}
+		}
+	}()
+	return nil
+}
+
+// Close stops rebalancing and withdraws the node, so the others take its share.
+func (t *Throttler) Close() {
+	if t == nil || t.stop == nil {
+		return
+	}
+	t.stop()
+	<-t.done
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = t.bucket.Delete(ctx, t.nodeKey, 0)
+}
+
+// Rebalance publishes this node's demand since the last call and sets its shares from every
+// live node's. Join calls it every interval; tests call it directly.
+func (t *Throttler) Rebalance(ctx context.Context) {
+	now := t.now()
+	var me nodeState
+	me.At = now.UnixNano()
+	for c := range numClasses {
+		me.Demand[c] = t.lims[c].takeDemand()
+	}
+	val, _ := json.Marshal(me)
+	if _, err := t.bucket.Put(ctx, t.nodeKey, val); err != nil {
+		t.log.Warn("could not publish this node's demand", "err", err)
+		return
+	}
+	stale := now.Add(-3 * t.interval).UnixNano()
+	var nodes []nodeState
+	err := t.bucket.Scan(ctx, []string{"node.*"}, func(e engine.Entry) bool {
+		var ns nodeState
+		if e.Key == t.nodeKey {
+			nodes = append(nodes, me)
+		} else if json.Unmarshal(e.Value, &ns) == nil && ns.At >= stale {
+			nodes = append(nodes, ns)
+		}
+		return true
+	})
+	if err != nil || len(nodes) == 0 {
+		return
+	}
+	t.setShares(me, nodes)
+}
+
+// setShares sets each class's rate to this node's share of the hub's rate.
+func (t *Throttler) setShares(me nodeState, nodes []nodeState) {
+	n := float64(len(nodes))
+	for c := range numClasses {
+		var sum float64
+		for _, ns := range nodes {
+			sum += ns.Demand[c]
+		}
+		share := 1 / n
+		if sum > 0 {
+			share = 0.1/n + 0.9*me.Demand[c]/sum
+		}
+		t.shares[c].Store(math.Float64bits(share))
+		t.lims[c].setRate(t.rates[c] * share)
+	}
+}
+
+// Share returns this node's current share of the class's hub-wide rate (1 on a lone node).
+func (t *Throttler) Share(c Class) float64 {
+	if t == nil {
+		return 1
+	}
+	return math.Float64frombits(t.shares[c].Load())
+}

@@ -1,0 +1,416 @@
+package throttle
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/roost-iot/roost/internal/engine/enginetest"
+	"github.com/roost-iot/roost/internal/errcode"
+)
+
+// fakeClock is the injected clock: Now reads it and Sleep advances it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (f *fakeClock) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.t
+}
+
+func (f *fakeClock) Advance(d time.Duration) {
+	f.mu.Lock()
+	f.t = f.t.Add(d)
+	f.mu.Unlock()
+}
+
+func newThrottler(t *testing.T, sku string, units int, clk *fakeClock) *Throttler {
+	t.Helper()
+	th, err := New(Config{SKU: sku, Units: units, Burst: 10 * time.Second, Backlog: 5 * time.Second, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return th
+}
+
+func code(err error) errcode.Code {
+	if err == nil {
+		return 0
+	}
+	return errcode.As(err).Code
+}
+
+func TestUnlimitedIsNil(t *testing.T) {
+	t.Parallel()
+	for _, sku := range []string{"", "unlimited", "UNLIMITED"} {
+		th, err := New(Config{SKU: sku})
+		if err != nil || th != nil {
+			t.Fatalf("New(%q) = %v, %v; want nil, nil", sku, th, err)
+		}
+		if d, err := th.Reserve(D2C, 1); d != 0 || err != nil {
+			t.Fatalf("nil Reserve = %v, %v", d, err)
+		}
+		if err := th.Message(context.Background(), D2C, 1, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestValidateSKU(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sku   string
+		units int
+		ok    bool
+	}{{"S1", 1, true}, {"s2", 200, true}, {"S3", 10, true}, {"S3", 11, false}, {"F1", 2, false}, {"S1", 0, false}, {"X9", 1, false}, {"unlimited", 0, true}} {
+		if err := ValidateSKU(tc.sku, tc.units); (err == nil) != tc.ok {
+			t.Errorf("ValidateSKU(%s, %d) = %v", tc.sku, tc.units, err)
+		}
+	}
+}
+
+func TestRates(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sku   string
+		units int
+		c     Class
+		want  float64
+	}{
+		{"S1", 1, D2C, 100}, {"S1", 10, D2C, 120}, {"S2", 1, D2C, 120}, {"S3", 2, D2C, 12000},
+		{"S1", 1, Connect, 100}, {"B2", 3, Connect, 360},
+		{"S1", 1, Registry, 100.0 / 60}, {"S3", 1, Registry, 5000.0 / 60},
+		{"S1", 1, Query, 20.0 / 60}, {"S3", 1, Query, 1000.0 / 60},
+		{"S1", 1, C2DSend, 100.0 / 60}, {"S1", 1, C2DReceive, 1000.0 / 60},
+		{"S1", 1, Methods, 40}, {"S2", 1, Methods, 120}, {"S3", 1, Methods, 6000},
+		{"S1", 5, TwinRead, 100}, {"S2", 20, TwinRead, 200}, {"S3", 1, TwinRead, 500},
+		{"S1", 1, TwinUpdate, 50}, {"S2", 20, TwinUpdate, 100}, {"S3", 2, TwinUpdate, 500},
+		{"S1", 1, FileUpload, 100.0 / 60}, {"S1", 1, Jobs, 100.0 / 60}, {"F1", 1, D2C, 100},
+	} {
+		if got := Rate(tc.sku, tc.units, tc.c); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("Rate(%s, %d, %s) = %v, want %v", tc.sku, tc.units, tc.c, got, tc.want)
+		}
+	}
+	if q, m := DailyQuota("F1", 1); q != 8000 || m != 512 {
+		t.Errorf("F1 quota %d/%d", q, m)
+	}
+	if q, m := DailyQuota("S2", 3); q != 18_000_000 || m != 4096 {
+		t.Errorf("S2x3 quota %d/%d", q, m)
+	}
+}
+
+// TestShaping walks every class through IoT Hub's traffic shaping: a burst is accepted at once,
+// then operations queue and leave at the rate (the wait grows), then 429001 once the backlog
+// is full, then recovery once the traffic falls back under the rate.
+func TestShaping(t *testing.T) {
+	t.Parallel()
+	for c := range numClasses {
+		t.Run(c.String(), func(t *testing.T) {
+			t.Parallel()
+			clk := &fakeClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+			th := newThrottler(t, "S1", 1, clk)
+			rate := th.Rate(c)
+			burst := int(math.Floor(rate * 10)) // Burst: 10 s of the rate
+			for i := range burst {
+				d, err := th.Reserve(c, 1)
+				if err != nil || d != 0 {
+					t.Fatalf("burst op %d: wait %v, err %v", i, d, err)
+				}
+			}
+			// Over the burst: queued, each later one waits one interval longer.
+			var last time.Duration
+			queued := 0
+			for {
+				d, err := th.Reserve(c, 1)
+				if code(err) == errcode.ThrottlingException {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d <= last || d > 5*time.Second {
+					t.Fatalf("queued op %d waits %v after %v", queued, d, last)
+				}
+				last = d
+				queued++
+				if queued > 1e6 {
+					t.Fatal("backlog never fills")
+				}
+			}
+			if want := int(rate * 5); queued < want-1 || queued > want+1 {
+				t.Fatalf("backlog held %d operations; want about %d (5 s of %v/s)", queued, want, rate)
+			}
+			// Clients that retry at once keep getting 429001 and change nothing.
+			for range 100 {
+				if _, err := th.Reserve(c, 1); code(err) != errcode.ThrottlingException {
+					t.Fatalf("retry: %v", err)
+				}
+			}
+			// Recovery: after the backlog drains, operations at the rate pass at once again.
+			clk.Advance(5 * time.Second)
+			step := time.Duration(float64(time.Second) / rate)
+			for i := range 3 {
+				clk.Advance(step)
+				if d, err := th.Reserve(c, 1); err != nil || d > 5*time.Second {
+					t.Fatalf("recovery op %d: %v %v", i, d, err)
+				}
+			}
+			clk.Advance(15 * time.Second)
+			if d, err := th.Reserve(c, 1); err != nil || d != 0 {
+				t.Fatalf("after idle: %v %v", d, err)
+			}
+		})
+	}
+}
+
+// TestAdmittedRate floods a class for a long time and checks that what is admitted, counting
+// the queued operations at the time they leave, is the rate.
+func TestAdmittedRate(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	th := newThrottler(t, "S1", 1, clk)
+	start := clk.Now()
+	var admitted int
+	const seconds = 600
+	for range seconds * 1000 { // 1000/s offered against 100/s
+		clk.Advance(time.Millisecond)
+		if d, err := th.Reserve(D2C, 1); err == nil && clk.Now().Add(d).Sub(start) <= seconds*time.Second {
+			admitted++
+		}
+	}
+	want := 100.0*seconds + 100*10 // rate plus the burst
+	if got := float64(admitted); math.Abs(got-want)/want > 0.01 {
+		t.Fatalf("admitted %v in %d s, want %v", got, seconds, want)
+	}
+}
+
+func TestMethodsMeter(t *testing.T) {
+	t.Parallel()
+	if Meters(1, 4096) != 1 || Meters(4096, 4096) != 1 || Meters(4097, 4096) != 2 || Meters(128<<10, 4096) != 32 || Meters(600, 512) != 2 {
+		t.Fatal("meters")
+	}
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	th := newThrottler(t, "S1", 1, clk)
+	// 40 meters/s, burst 10 s: 400 meters; 12 calls of 32 meters fit at once, the 13th queues.
+	for i := range 12 {
+		if d, err := th.Reserve(Methods, 32); d != 0 || err != nil {
+			t.Fatalf("call %d: %v %v", i, d, err)
+		}
+	}
+	if d, err := th.Reserve(Methods, 32); err != nil || d == 0 {
+		t.Fatalf("13th call: %v %v", d, err)
+	}
+}
+
+func TestBasicTierRefusesStandardFeatures(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	b := newThrottler(t, "B1", 1, clk)
+	s := newThrottler(t, "S1", 1, clk)
+	for c := range numClasses {
+		_, err := b.Reserve(c, 1)
+		if c.standardOnly() != (code(err) == errcode.FeatureNotSupported) {
+			t.Errorf("B1 %s: %v", c, err)
+		}
+		if _, err := s.Reserve(c, 1); err != nil {
+			t.Errorf("S1 %s: %v", c, err)
+		}
+	}
+}
+
+func TestWaitSleepsTheShapingDelay(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(0, 0)}
+	var slept time.Duration
+	th, err := New(Config{SKU: "S1", Burst: time.Second, Backlog: time.Second, Now: clk.Now,
+		Sleep: func(_ context.Context, d time.Duration) error { slept += d; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 + 50 {
+		if err := th.Wait(context.Background(), D2C, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 100 in the burst, then 50 queued at 10 ms apart: 10 ms + 20 ms + ... + 500 ms.
+	if want := time.Duration(50*51/2) * 10 * time.Millisecond; slept != want {
+		t.Fatalf("slept %v, want %v", slept, want)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	th2, _ := New(Config{SKU: "S1", Burst: time.Nanosecond, Backlog: time.Second, Now: clk.Now})
+	_ = th2.Wait(cctx, D2C, 1)
+	if err := th2.Wait(cctx, D2C, 1); code(err) != errcode.ThrottlingException {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+}
+
+func TestDailyQuotaRollover(t *testing.T) {
+	t.Parallel()
+	eng := enginetest.Start(t)
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Date(2026, 11, 26, 23, 0, 0, 0, time.UTC)}
+	th := newThrottler(t, "F1", 1, clk)
+	if err := th.Join(ctx, eng, JoinConfig{Node: "n1", Interval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	defer th.Close()
+	// F1: 8,000 messages of 0.5 KB. A 4 KB message counts as 8.
+	for i := range 1000 {
+		if err := th.UseQuota(ctx, 4096); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if used, limit := th.QuotaUsed(); used != 8000 || limit != 8000 {
+		t.Fatalf("used %d of %d", used, limit)
+	}
+	if err := th.UseQuota(ctx, 1); code(err) != errcode.IotHubQuotaExceeded {
+		t.Fatalf("over quota: %v", err)
+	}
+	clk.Advance(59*time.Minute + 59*time.Second)
+	if err := th.UseQuota(ctx, 1); code(err) != errcode.IotHubQuotaExceeded {
+		t.Fatalf("23:59:59: %v", err)
+	}
+	clk.Advance(time.Second) // 00:00 UTC
+	if err := th.UseQuota(ctx, 1); err != nil {
+		t.Fatalf("after midnight: %v", err)
+	}
+	if used, _ := th.QuotaUsed(); used != 1 {
+		t.Fatalf("used %d after midnight", used)
+	}
+}
+
+// TestQuotaIsSharedByNodes spends one quota from two nodes on one engine.
+func TestQuotaIsSharedByNodes(t *testing.T) {
+	t.Parallel()
+	x := enginetest.StartExternal(t)
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	var ths []*Throttler
+	for i, eng := range []string{"a", "b"} {
+		th := newThrottler(t, "F1", 1, clk)
+		if err := th.Join(ctx, x.Connect(t), JoinConfig{Node: eng, Interval: time.Hour}); err != nil {
+			t.Fatal(i, err)
+		}
+		defer th.Close()
+		ths = append(ths, th)
+	}
+	var ok int
+	for i := range 10000 {
+		if err := ths[i%2].UseQuota(ctx, 1); err == nil {
+			ok++
+		} else if code(err) != errcode.IotHubQuotaExceeded {
+			t.Fatal(err)
+		}
+	}
+	// Both nodes stop within one lease (40 messages) of the quota.
+	if ok > 8000 || ok < 8000-2*40 {
+		t.Fatalf("admitted %d of a quota of 8000", ok)
+	}
+}
+
+// TestClusterShares runs one, two and three nodes on one nats-server and checks that the
+// hub-wide admitted rate stays within 3 % of the rate however unevenly the load is spread.
+func TestClusterShares(t *testing.T) {
+	t.Parallel()
+	for _, nodes := range []int{1, 2, 3} {
+		t.Run(string(rune('0'+nodes)), func(t *testing.T) {
+			t.Parallel()
+			x := enginetest.StartExternal(t)
+			ctx := context.Background()
+			clk := &fakeClock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+			var ths []*Throttler
+			for i := range nodes {
+				th, err := New(Config{SKU: "S1", Burst: time.Second, Backlog: time.Second, Now: clk.Now})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := th.Join(ctx, x.Connect(t), JoinConfig{Node: string(rune('a' + i)), Interval: time.Hour}); err != nil {
+					t.Fatal(err)
+				}
+				defer th.Close()
+				ths = append(ths, th)
+			}
+			// Uneven load against a hub rate of 100/s: node i is offered 1000/(i+1) sends/s.
+			var admitted int
+			const warmup, seconds = 20, 120
+			for ms := range seconds * 1000 {
+				clk.Advance(time.Millisecond)
+				for i, th := range ths {
+					if ms%(i+1) != 0 {
+						continue
+					}
+					d, err := th.Reserve(D2C, 1)
+					if err == nil && ms >= warmup*1000 && clk.Now().Add(d).Before(time.Date(2026, 11, 26, 10, 0, seconds, 0, time.UTC)) {
+						admitted++
+					}
+				}
+				if ms%1000 == 999 {
+					for _, th := range ths {
+						th.Rebalance(ctx)
+					}
+				}
+			}
+			got := float64(admitted) / (seconds - warmup)
+			t.Logf("%d nodes: admitted %.2f/s of 100/s", nodes, got)
+			if math.Abs(got-100)/100 > 0.03 {
+				t.Errorf("%d nodes admitted %.1f/s, want 100/s within 3%%", nodes, got)
+			}
+			var sum float64
+			for _, th := range ths {
+				sum += th.Share(D2C)
+			}
+			if math.Abs(sum-1) > 0.01 {
+				t.Errorf("%d nodes: shares sum to %v", nodes, sum)
+			}
+		})
+	}
+}
+
+func TestCloseWithdrawsTheNode(t *testing.T) {
+	t.Parallel()
+	eng := enginetest.Start(t)
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	a, b := newThrottler(t, "S1", 1, clk), newThrottler(t, "S1", 1, clk)
+	for i, th := range []*Throttler{a, b} {
+		if err := th.Join(ctx, eng, JoinConfig{Node: string(rune('a' + i)), Interval: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Rebalance(ctx)
+	if s := a.Share(D2C); math.Abs(s-0.5) > 1e-9 {
+		t.Fatalf("share with two idle nodes: %v", s)
+	}
+	b.Close()
+	a.Rebalance(ctx)
+	if s := a.Share(D2C); s != 1 {
+		t.Fatalf("share alone: %v", s)
+	}
+	a.Close()
+	if err := a.UseQuota(ctx, 1); err != nil && !errors.Is(err, context.Canceled) {
+		t.Log(err)
+	}
+}
+
+func BenchmarkReserve(b *testing.B) {
+	th, _ := New(Config{SKU: "S3", Units: 10})
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = th.Reserve(D2C, 1)
+	}
+}
+
+func BenchmarkReserveUnlimited(b *testing.B) {
+	var th *Throttler
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = th.Reserve(D2C, 1)
+	}
+}
