@@ -34,6 +34,7 @@ import (
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/telemetry"
+	"github.com/roost-iot/roost/internal/throttle"
 	"github.com/roost-iot/roost/internal/twin"
 	"github.com/roost-iot/roost/internal/upload"
 )
@@ -79,6 +80,8 @@ type Hub struct {
 	HTTPSAddr string // the bound address, useful with port 0
 	MQTTAddr  string
 	AdminAddr string
+	// Throttle enforces the IoT Hub tier; nil with --sku unlimited.
+	Throttle *throttle.Throttler
 
 	trouble *troubleshooting // fault injection, metrics history, exports, alerts, events
 
@@ -181,6 +184,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if err := h.openC2D(ctx, log); err != nil {
 		return nil, err
 	}
+	if err := h.openThrottle(ctx, log); err != nil {
+		return nil, err
+	}
 	h.TLS, err = certs.Load(certs.Options{
 		Dir:       filepath.Join(cfg.DataDir, "tls"),
 		Hostnames: append([]string{cfg.HostName}, cfg.TLSSANs...),
@@ -195,7 +201,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		HostName: cfg.HostName, Engine: h.Engine, Registry: h.Registry, Policies: h.Policies,
 		Telemetry: h.Telemetry, Diag: h.Diag, Metrics: h.Metrics, Logger: log, NodeID: h.NodeID,
 		Faults: h.trouble.faultInjector(), OnThrottled: h.trouble.throttled,
-		Twins: h.Twins, C2D: h.C2D,
+		Twins: h.Twins, C2D: h.C2D, Throttle: h.Throttle,
 	}); err != nil {
 		return nil, err
 	}
@@ -221,7 +227,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, Faults: h.trouble.faultInjector(), QuerySource: h.Twins.Scan,
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
 		Twins:   h.Twins,
-		Uploads: h.Uploads, BlobStore: h.Blobs, C2D: h.C2D})
+		Uploads: h.Uploads, BlobStore: h.Blobs, C2D: h.C2D,
+		Throttle: h.Throttle, OnTelemetryThrottled: h.trouble.throttled})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -333,6 +340,7 @@ func (h *Hub) close() {
 	h.trouble.close()
 	h.trouble = nil
 	h.closeC2D()
+	h.closeThrottle()
 	if h.Diag != nil {
 		h.Diag.Close()
 		h.Diag = nil

@@ -92,6 +92,9 @@ type Config struct {
 	// C2D holds the cloud-to-device settings (time to live, delivery count, feedback).
 	C2D C2DSettings
 
+	// Throttle holds the IoT Hub tier and traffic shaping settings (--sku, --units).
+	Throttle ThrottleSettings
+
 	sources map[string]string // setting name -> where its value came from
 }
 
@@ -114,6 +117,7 @@ func Default() Config {
 		TelemetryRetention: 24 * time.Hour,
 		Trouble:            defaultTroubleshooting(),
 		C2D:                defaultC2D(),
+		Throttle:           defaultThrottle(),
 
 		FileUploadSASTTL:            time.Hour,
 		FileUploadNotifications:     true,
@@ -212,6 +216,7 @@ func settings() []setting {
 	out = append(out, uploadSettings()...)
 	out = append(out, troubleshootingSettings()...)
 	out = append(out, c2dSettings()...)
+	out = append(out, throttleSettings()...)
 	return out
 }
 
@@ -415,6 +420,7 @@ func (c *Config) Validate() error {
 	c.validateUploads(bad)
 	c.validateTroubleshooting(bad)
 	c.validateC2D(bad)
+	c.validateThrottle(bad)
 	return errors.Join(errs...)
 }
 

@@ -43,6 +43,9 @@ func (a *API) deviceRoute(pattern, category, operation string, h deviceHandlerFu
 			c.id, err = a.authenticateDevice(r, c.deviceID, c.moduleID)
 		}
 		if err == nil {
+			err = a.throttle(r, category, operation)
+		}
+		if err == nil {
 			err = h(w, r, c)
 		}
 		if err != nil {

@@ -70,6 +70,9 @@ func (a *API) uploadRoute(pattern, operation string, h uploadHandlerFunc) {
 			c.id, err = a.authenticateDevice(r, c.deviceID, "")
 		}
 		if err == nil {
+			err = a.throttle(r, diag.FileUploadOperations, operation)
+		}
+		if err == nil {
 			err = h(w, r, c)
 		}
 		if err == nil {

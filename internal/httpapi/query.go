@@ -79,6 +79,9 @@ func (a *API) runQuery(r *http.Request, c *queryCall) (query.Page, []byte, error
 	if err := a.authorizeQuery(r); err != nil {
 		return query.Page{}, nil, err
 	}
+	if err := a.throttle(r, diag.TwinQueries, "query"); err != nil {
+		return query.Page{}, nil, err
+	}
 	if s := r.Header.Get("x-ms-max-item-count"); s != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {

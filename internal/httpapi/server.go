@@ -33,6 +33,7 @@ import (
 	"github.com/roost-iot/roost/internal/query"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
+	"github.com/roost-iot/roost/internal/throttle"
 	"github.com/roost-iot/roost/internal/twin"
 	"github.com/roost-iot/roost/internal/upload"
 )
@@ -74,6 +75,12 @@ type Config struct {
 	// C2D, when set, serves cloud-to-device messaging: the service's send, purge and feedback,
 	// and the device's HTTPS receive, complete, reject and abandon.
 	C2D *c2d.Service
+	// Throttle, when set, enforces the hub's IoT Hub tier (rates, traffic shaping, basic tier
+	// features, daily quota). Nil is the unlimited hub.
+	Throttle *throttle.Throttler
+	// OnTelemetryThrottled, when set, is told of each HTTPS telemetry message refused with
+	// 429001 (d2c.telemetry.ingress.sendThrottle).
+	OnTelemetryThrottled func()
 }
 
 // API is the HTTPS request handler.
@@ -137,6 +144,9 @@ func (a *API) route(pattern string, need auth.Right, category, operation string,
 		}
 		if err == nil {
 			err = a.injectFault(r, c)
+		}
+		if err == nil {
+			err = a.throttle(r, category, operation)
 		}
 		if err == nil {
 			err = h(w, r, c)

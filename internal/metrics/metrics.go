@@ -48,6 +48,9 @@ type Metrics struct {
 
 	// C2D are the cloud-to-device metrics, made by newC2DMetrics.
 	C2D C2DMetrics
+
+	// Throttle are the throttling and daily quota metrics, made by newThrottleMetrics.
+	Throttle ThrottleMetrics
 }
 
 // New makes the metrics on a fresh registry, with Go runtime and process metrics.
@@ -96,6 +99,7 @@ func New() *Metrics {
 	m.newTwinMetrics()
 	m.newUploadMetrics()
 	m.newC2DMetrics()
+	m.newThrottleMetrics()
 	return m
 }
 

@@ -189,6 +189,9 @@ func (c *conn) handshake() bool {
 	if e := c.connectFault(dev); e != nil {
 		return refuse(connRefusedUnavailable, dev, mod, e)
 	}
+	if e := c.throttleConnect(); e != nil {
+		return refuse(connRefusedUnavailable, dev, mod, e)
+	}
 	if cp.willFlag && !c.allowedWill(cp.willTopic) {
 		return refuse(connRefusedNotAuthorized, dev, mod, errcode.New(errcode.IotHubUnauthorized,
 			"the will topic %q is not this identity's telemetry topic", cp.willTopic))
@@ -459,6 +462,9 @@ func (c *conn) onTelemetry(p publish, t parsedTopic) error {
 		return e
 	}
 	if err := c.telemetryFault(msg, len(p.payload)); err != nil {
+		return err
+	}
+	if err := c.throttleTelemetry(msg, len(p.payload)); err != nil {
 		return err
 	}
 	pending, err := c.s.cfg.Telemetry.SendAsync(msg)

@@ -37,6 +37,7 @@ import (
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/telemetry"
+	"github.com/roost-iot/roost/internal/throttle"
 )
 
 // Config wires the MQTT server to the hub.
@@ -69,6 +70,8 @@ type Config struct {
 	Faults *faults.Injector
 	// OnThrottled, when set, is told of each telemetry message refused with 429001.
 	OnThrottled func()
+	// Throttle, when set, enforces the hub's IoT Hub tier (see throttle.go). Nil is unlimited.
+	Throttle *throttle.Throttler
 
 	// Twins, when set, serves the device side of twins; without it twin requests get 503.
 	Twins Twins

@@ -77,6 +77,9 @@ func (c *conn) onTwin(t parsedTopic, p publish) error {
 		version int64
 	)
 	if err == nil {
+		err = c.throttleTwin(op, len(p.payload))
+	}
+	if err == nil {
 		tw := c.s.cfg.Twins
 		if tw == nil {
 			err = errcode.New(errcode.ServiceUnavailable, "device twins are not available on this hub")

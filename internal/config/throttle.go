@@ -1,0 +1,79 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ThrottleSettings choose the IoT Hub tier the hub enforces (quotas and throttles) and shape
+// its traffic.
+type ThrottleSettings struct {
+	// SKU is F1, B1, B2, B3, S1, S2, S3 or unlimited (no throttles, no quota: the default).
+	SKU string
+	// Units is the number of units of the tier: 1 on F1, 1 to 200 on B1/B2/S1/S2, 1 to 10 on
+	// B3/S3.
+	Units int
+	// Burst is how long an operation class may run over its rate before operations queue.
+	Burst time.Duration
+	// Backlog is the longest an operation waits in the queue before it is refused with 429001.
+	Backlog time.Duration
+}
+
+func defaultThrottle() ThrottleSettings {
+	return ThrottleSettings{SKU: "unlimited", Units: 1, Burst: time.Minute, Backlog: 10 * time.Second}
+}
+
+// throttleSettings are the tier and traffic shaping settings.
+func throttleSettings() []setting {
+	dur := func(name, usage string, f func(*Config) *time.Duration) setting {
+		return setting{name: name, usage: usage,
+			set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(v)
+				*f(c) = d
+				return err
+			},
+			get: func(c *Config) string { return f(c).String() }}
+	}
+	return []setting{
+		{name: "sku", usage: "IoT Hub tier to enforce: F1, B1, B2, B3, S1, S2, S3, or unlimited (no throttles or quota)",
+			set: func(c *Config, v string) error { c.Throttle.SKU = v; return nil },
+			get: func(c *Config) string { return c.Throttle.SKU }},
+		{name: "units", usage: "number of units of the tier (F1: 1; B1, B2, S1, S2: 1 to 200; B3, S3: 1 to 10)",
+			set: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				c.Throttle.Units = n
+				return err
+			},
+			get: func(c *Config) string { return strconv.Itoa(c.Throttle.Units) }},
+		dur("throttle-burst", "how long an operation class may run over its rate before operations queue (traffic shaping), 1s to 10m",
+			func(c *Config) *time.Duration { return &c.Throttle.Burst }),
+		dur("throttle-backlog", "longest an operation waits in the throttle queue before 429001 ThrottlingException, 100ms to 5m",
+			func(c *Config) *time.Duration { return &c.Throttle.Backlog }),
+	}
+}
+
+func (c *Config) validateThrottle(bad func(name, format string, args ...any)) {
+	t := c.Throttle
+	maxUnits := 0
+	switch strings.ToUpper(t.SKU) {
+	case "UNLIMITED":
+	case "F1":
+		maxUnits = 1
+	case "B1", "B2", "S1", "S2":
+		maxUnits = 200
+	case "B3", "S3":
+		maxUnits = 10
+	default:
+		bad("sku", "%q is not F1, B1, B2, B3, S1, S2, S3 or unlimited", t.SKU)
+	}
+	if maxUnits > 0 && (t.Units < 1 || t.Units > maxUnits) {
+		bad("units", "%d: the %s tier allows 1 to %d units", t.Units, strings.ToUpper(t.SKU), maxUnits)
+	}
+	if t.Burst < time.Second || t.Burst > 10*time.Minute {
+		bad("throttle-burst", "%s is not between 1s and 10m", t.Burst)
+	}
+	if t.Backlog < 100*time.Millisecond || t.Backlog > 5*time.Minute {
+		bad("throttle-backlog", "%s is not between 100ms and 5m", t.Backlog)
+	}
+}
