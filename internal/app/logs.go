@@ -431,7 +431,11 @@ func printSummaries(w io.Writer, sums []diag.ErrorSummary) {
 	}
 	fmt.Fprintf(w, "%d errors of %d kinds\n", total, len(sums))
 	for _, s := range sums {
-		fmt.Fprintf(w, "\n%s %s: %d times", s.Code, s.Name, s.Count)
+		times := "times"
+		if s.Count == 1 {
+			times = "time"
+		}
+		fmt.Fprintf(w, "\n%s %s: %d %s", s.Code, s.Name, s.Count, times)
 		if s.Devices > 0 {
 			fmt.Fprintf(w, ", %d device(s): %s", s.Devices, strings.Join(s.SampleDevices, ", "))
 			if s.Devices > int64(len(s.SampleDevices)) {

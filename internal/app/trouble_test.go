@@ -184,7 +184,7 @@ func TestGuideQueryFindsConnectionErrors(t *testing.T) {
 		t.Fatalf("explain(): %v", rows[0])
 	}
 	out, errs, code := run(t, "logs", "explain", dd)
-	for _, want := range []string{"401003 IoTHubUnauthorized: 1 times", "401002 AuthenticationFailed: 1 times, 1 device(s): ghost",
+	for _, want := range []string{"401003 IoTHubUnauthorized: 1 time", "401002 AuthenticationFailed: 1 time, 1 device(s): ghost",
 		"404104 DeviceConnectionClosedRemotely", "409002 LinkCreationConflict", "cause:", "fix:"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("logs explain lacks %q: %d\n%s%s", want, code, out, errs)

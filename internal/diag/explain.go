@@ -77,7 +77,7 @@ func AddExplanations(res *kql.Result) {
 const SummaryQuery = `AzureDiagnostics
 | where Level == "Error" or Level == "Critical"
 | extend DeviceId = tostring(parse_json(properties_s).deviceId)
-| summarize Count = count(), Devices = dcount(DeviceId), FirstSeen = min(TimeGenerated), LastSeen = max(TimeGenerated),
+| summarize Count = count(), Devices = dcountif(DeviceId, isnotempty(DeviceId)), FirstSeen = min(TimeGenerated), LastSeen = max(TimeGenerated),
     Categories = make_set(Category), Operations = make_set(OperationName), SampleDevices = make_set(DeviceId, 5)
     by ResultType, ResultDescription
 | order by Count desc, ResultType asc`
