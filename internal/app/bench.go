@@ -10,7 +10,9 @@ import (
 	"github.com/roost-iot/roost/internal/client"
 )
 
-const benchUsage = `Usage: roost bench registry [flags]
+const benchUsage = `Usage: roost bench registry|telemetry [flags]
+
+roost bench telemetry --help describes the MQTT telemetry benchmark.
 
 Measures a running hub's identity registry over its REST API: creates --devices devices spread
 over --clients concurrent clients (each with its own keep-alive connection), reads random ones
@@ -27,6 +29,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "telemetry" {
+		if len(args) > 1 && (args[1] == "help" || args[1] == "--help" || args[1] == "-h") {
+			fmt.Fprint(stderr, benchTelemetryUsage)
+			return 0
+		}
+		return runBenchTelemetry(ctx, args[1:], stdout, stderr)
 	}
 	if args[0] != "registry" {
 		fmt.Fprintf(stderr, "roost bench: unknown benchmark %q\n\n%s", args[0], benchUsage)

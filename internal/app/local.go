@@ -17,6 +17,7 @@ import (
 type localFile struct {
 	HostName  string        `json:"hostName"`
 	HTTPSAddr string        `json:"httpsAddr"`
+	MQTTAddr  string        `json:"mqttAddr,omitempty"`
 	AdminAddr string        `json:"adminAddr,omitempty"`
 	CAFile    string        `json:"caFile,omitempty"`
 	Policies  []auth.Policy `json:"policies"`
@@ -38,7 +39,7 @@ func (h *Hub) writeLocal() error {
 			caFile = abs
 		}
 	}
-	lf := localFile{HostName: h.Config.HostName, HTTPSAddr: h.HTTPSAddr, AdminAddr: h.AdminAddr, CAFile: caFile, Policies: pols, WrittenAt: time.Now().UTC()}
+	lf := localFile{HostName: h.Config.HostName, HTTPSAddr: h.HTTPSAddr, MQTTAddr: h.MQTTAddr, AdminAddr: h.AdminAddr, CAFile: caFile, Policies: pols, WrittenAt: time.Now().UTC()}
 	b, _ := json.MarshalIndent(lf, "", "  ")
 	path := filepath.Join(h.Config.DataDir, localFileName)
 	tmp := path + ".tmp"

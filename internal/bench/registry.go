@@ -356,3 +356,10 @@ func (l *errorLog) add(op, id string, err error) {
 	}
 	_, _ = io.WriteString(l.w, msg)
 }
+
+// total returns how many errors were added.
+func (l *errorLog) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.count
+}

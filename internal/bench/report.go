@@ -24,3 +24,43 @@ func WriteTable(w io.Writer, results []Result) error {
 	}
 	return tw.Flush()
 }
+
+// WriteTelemetryTable prints telemetry results, a row per run: publishing runs with their rate
+// and PUBACK latencies, idle runs with their connect rate and the server's memory.
+func WriteTelemetryTable(w io.Writer, results []TelemetryResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var pub, idle []TelemetryResult
+	for _, r := range results {
+		if r.Mode == ModeIdle {
+			idle = append(idle, r)
+		} else {
+			pub = append(pub, r)
+		}
+	}
+	if len(pub) > 0 {
+		fmt.Fprintln(tw, "TARGET\tCONNS\tPAYLOAD\tRATE\tMSGS/S\tP50 ms\tP90 ms\tP99 ms\tMAX ms\tUNACKED\tERRORS\tCONN/S\tCLIENT CPU\tSERVER CPU\tSERVER us/MSG\tLOAD")
+		for _, r := range pub {
+			rate := "max"
+			if r.Rate > 0 {
+				rate = fmt.Sprintf("%.0f", r.Rate)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%s\n",
+				r.Target, r.Connected, r.PayloadBytes, rate, r.MsgsPerSec, r.Latency.P50, r.Latency.P90,
+				r.Latency.P99, r.Latency.Max, r.Unacked, r.Errors, r.ConnectsPerSec, r.ClientCPU,
+				r.ServerCPU, r.ServerCPUPerMsgUs, r.LoadAvg)
+		}
+	}
+	if len(idle) > 0 {
+		if len(pub) > 0 {
+			fmt.Fprintln(tw)
+		}
+		fmt.Fprintln(tw, "TARGET\tCONNS\tCONNECTED\tALIVE\tCONN/S\tCONNECT P50 ms\tP99 ms\tCLIENT CPU\tSERVER CPU ms/CONN\tRSS BEFORE MiB\tRSS AFTER MiB\tKiB/CONN\tERRORS\tLOAD")
+		for _, r := range idle {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.3f\t%.1f\t%.1f\t%.1f\t%d\t%s\n",
+				r.Target, r.Connections, r.Connected, r.Alive, r.ConnectsPerSec, r.ConnectLatency.P50,
+				r.ConnectLatency.P99, r.ConnectClientCPU, r.ServerCPUPerConnectMs, float64(r.ServerRSSBefore)/(1<<20), float64(r.ServerRSSAfter)/(1<<20),
+				r.RSSPerConnKB, r.Errors, r.LoadAvg)
+		}
+	}
+	return tw.Flush()
+}
