@@ -83,6 +83,8 @@ type Hub struct {
 	// Throttle enforces the IoT Hub tier; nil with --sku unlimited.
 	Throttle *throttle.Throttler
 
+	deviceLimits *throttle.DeviceLimits // per-device caps (--device-max-sends ...); nil: none
+
 	trouble *troubleshooting // fault injection, metrics history, exports, alerts, events
 
 	log     *slog.Logger
@@ -201,7 +203,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		HostName: cfg.HostName, Engine: h.Engine, Registry: h.Registry, Policies: h.Policies,
 		Telemetry: h.Telemetry, Diag: h.Diag, Metrics: h.Metrics, Logger: log, NodeID: h.NodeID,
 		Faults: h.trouble.faultInjector(), OnThrottled: h.trouble.throttled,
-		Twins: h.Twins, C2D: h.C2D, Throttle: h.Throttle,
+		Twins: h.Twins, C2D: h.C2D, Throttle: h.Throttle, DeviceLimits: h.deviceLimits,
 	}); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 
 	"github.com/roost-iot/roost/internal/throttle"
@@ -11,6 +13,17 @@ import (
 // other nodes through the engine. With --sku unlimited (the default) h.Throttle stays nil.
 func (h *Hub) openThrottle(ctx context.Context, log *slog.Logger) error {
 	s := h.Config.Throttle
+	groups, err := throttle.ParseDeviceGroups(s.DeviceGroups)
+	if err != nil {
+		return fmt.Errorf("device-group-limits: %w", err)
+	}
+	h.deviceLimits, err = throttle.NewDeviceLimits(throttle.DeviceLimitsConfig{
+		Default: throttle.DeviceLimit{Sends: s.DeviceMaxSends, Bytes: s.DeviceMaxBytes},
+		Groups:  groups, Burst: s.Burst, Backlog: s.Backlog, Twin: h.twinDoc,
+	})
+	if err != nil {
+		return err
+	}
 	th, err := throttle.New(throttle.Config{SKU: s.SKU, Units: s.Units, Burst: s.Burst, Backlog: s.Backlog, Logger: log})
 	if err != nil || th == nil {
 		return err
@@ -34,4 +47,19 @@ func (h *Hub) closeThrottle() {
 		h.Throttle.Close()
 		h.Throttle = nil
 	}
+}
+
+// twinDoc returns an identity's twin decoded, for the device groups' conditions.
+func (h *Hub) twinDoc(ctx context.Context, deviceID, moduleID string) (map[string]any, error) {
+	tw, err := h.Twins.Get(ctx, deviceID, moduleID)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(tw)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	err = json.Unmarshal(b, &doc)
+	return doc, err
 }

@@ -18,6 +18,14 @@ type ThrottleSettings struct {
 	Burst time.Duration
 	// Backlog is the longest an operation waits in the queue before it is refused with 429001.
 	Backlog time.Duration
+	// DeviceMaxSends caps each device's telemetry messages per second (beyond IoT Hub). Zero
+	// means no cap.
+	DeviceMaxSends float64
+	// DeviceMaxBytes caps each device's telemetry payload bytes per second. Zero means no cap.
+	DeviceMaxBytes float64
+	// DeviceGroups is a JSON array of caps for groups of devices chosen by a twin condition:
+	// [{"condition":"tags.fleet = 'sensors'","sends":5,"bytes":8192}]. The first match wins.
+	DeviceGroups string
 }
 
 func defaultThrottle() ThrottleSettings {
@@ -35,6 +43,15 @@ func throttleSettings() []setting {
 			},
 			get: func(c *Config) string { return f(c).String() }}
 	}
+	num := func(name, usage string, f func(*Config) *float64) setting {
+		return setting{name: name, usage: usage,
+			set: func(c *Config, v string) error {
+				n, err := strconv.ParseFloat(v, 64)
+				*f(c) = n
+				return err
+			},
+			get: func(c *Config) string { return strconv.FormatFloat(*f(c), 'f', -1, 64) }}
+	}
 	return []setting{
 		{name: "sku", usage: "IoT Hub tier to enforce: F1, B1, B2, B3, S1, S2, S3, or unlimited (no throttles or quota)",
 			set: func(c *Config, v string) error { c.Throttle.SKU = v; return nil },
@@ -46,6 +63,13 @@ func throttleSettings() []setting {
 				return err
 			},
 			get: func(c *Config) string { return strconv.Itoa(c.Throttle.Units) }},
+		num("device-max-sends", "cap on each device's telemetry messages per second, shaped like the hub's throttles (0: none; beyond IoT Hub)",
+			func(c *Config) *float64 { return &c.Throttle.DeviceMaxSends }),
+		num("device-max-bytes", "cap on each device's telemetry payload bytes per second (0: none; beyond IoT Hub)",
+			func(c *Config) *float64 { return &c.Throttle.DeviceMaxBytes }),
+		{name: "device-group-limits", usage: `per-device caps for groups chosen by a twin condition, JSON: [{"condition":"tags.fleet = 'x'","sends":5,"bytes":8192}]`,
+			set: func(c *Config, v string) error { c.Throttle.DeviceGroups = v; return nil },
+			get: func(c *Config) string { return c.Throttle.DeviceGroups }},
 		dur("throttle-burst", "how long an operation class may run over its rate before operations queue (traffic shaping), 1s to 10m",
 			func(c *Config) *time.Duration { return &c.Throttle.Burst }),
 		dur("throttle-backlog", "longest an operation waits in the throttle queue before 429001 ThrottlingException, 100ms to 5m",
@@ -72,6 +96,12 @@ func (c *Config) validateThrottle(bad func(name, format string, args ...any)) {
 	}
 	if t.Burst < time.Second || t.Burst > 10*time.Minute {
 		bad("throttle-burst", "%s is not between 1s and 10m", t.Burst)
+	}
+	if t.DeviceMaxSends < 0 {
+		bad("device-max-sends", "%v is negative", t.DeviceMaxSends)
+	}
+	if t.DeviceMaxBytes < 0 {
+		bad("device-max-bytes", "%v is negative", t.DeviceMaxBytes)
 	}
 	if t.Backlog < 100*time.Millisecond || t.Backlog > 5*time.Minute {
 		bad("throttle-backlog", "%s is not between 100ms and 5m", t.Backlog)

@@ -20,6 +20,7 @@ import (
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/telemetry"
+	"github.com/roost-iot/roost/internal/throttle"
 )
 
 // maxSubscriptions is IoT Hub's limit of topic filters per connection.
@@ -61,6 +62,8 @@ type conn struct {
 	meth methodState // direct methods (methods.go)
 	tw   twinState   // device twins (twin.go)
 	c2   c2dState    // cloud-to-device messages (c2d.go)
+
+	devLimit *throttle.DeviceLimiter // the device's own telemetry limits (throttle.go); nil: none
 }
 
 // closeReason records why a connection ended, for its deviceDisconnect record.

@@ -72,6 +72,8 @@ type Config struct {
 	OnThrottled func()
 	// Throttle, when set, enforces the hub's IoT Hub tier (see throttle.go). Nil is unlimited.
 	Throttle *throttle.Throttler
+	// DeviceLimits, when set, caps each device's own telemetry (beyond IoT Hub; see throttle.go).
+	DeviceLimits *throttle.DeviceLimits
 
 	// Twins, when set, serves the device side of twins; without it twin requests get 503.
 	Twins Twins

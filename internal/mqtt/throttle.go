@@ -1,6 +1,9 @@
 package mqtt
 
 import (
+	"context"
+	"time"
+
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/throttle"
@@ -20,15 +23,19 @@ import (
 //   - Twin GET and reported PATCH over their rates wait too; when refused the answer is the
 //     error status in the response topic ($iothub/twin/res/429/...), and the connection stays.
 
-// throttleConnect applies the new-connection rate to an authenticated CONNECT.
+// throttleConnect applies the new-connection rate to an authenticated CONNECT and picks the
+// device's own limits (Config.DeviceLimits), reading its twin when groups are configured.
 func (c *conn) throttleConnect() *errcode.Error {
-	th := c.s.cfg.Throttle
-	if th == nil {
-		return nil
+	if th := c.s.cfg.Throttle; th != nil {
+		if err := th.Wait(c.ctx, throttle.Connect, 1); err != nil {
+			c.countThrottled(throttle.Connect, err)
+			return errcode.As(err)
+		}
 	}
-	if err := th.Wait(c.ctx, throttle.Connect, 1); err != nil {
-		c.countThrottled(throttle.Connect, err)
-		return errcode.As(err)
+	if dl := c.s.cfg.DeviceLimits; dl != nil {
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		c.devLimit = dl.Lookup(ctx, c.id.DeviceID, c.id.ModuleID)
+		cancel()
 	}
 	return nil
 }
@@ -36,6 +43,14 @@ func (c *conn) throttleConnect() *errcode.Error {
 // throttleTelemetry applies the device-to-cloud rate and the daily quota to a telemetry
 // message of size bytes; a refusal is recorded here and closes the connection.
 func (c *conn) throttleTelemetry(msg *telemetry.Message, size int) error {
+	if c.devLimit != nil {
+		if err := c.devLimit.Wait(c.ctx, size); err != nil {
+			e := errcode.As(err)
+			c.recordTelemetryError(msg, size, e)
+			c.s.cfg.Metrics.Throttle.Errors.WithLabelValues("device").Inc()
+			return e
+		}
+	}
 	th := c.s.cfg.Throttle
 	if th == nil {
 		return nil

@@ -167,3 +167,48 @@ func TestMQTTDailyQuota(t *testing.T) {
 		t.Fatalf("after midnight: %v", errors.Join(tok.Error()))
 	}
 }
+
+// TestMQTTDeviceLimit: with --device-max-sends a flooding device is slowed and then cut off
+// with 429001 by its own limit, on an unlimited hub, while another device keeps sending at once.
+func TestMQTTDeviceLimit(t *testing.T) {
+	t.Parallel()
+	clk := &stoppedClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	dl, err := throttle.NewDeviceLimits(throttle.DeviceLimitsConfig{Default: throttle.DeviceLimit{Sends: 10},
+		Burst: 500 * time.Millisecond, Backlog: 500 * time.Millisecond, Now: clk.Now, Sleep: clk.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHub(t, enginetest.Start(t), mqtt.Config{DeviceLimits: dl})
+	lost := make(chan error, 1)
+	noisy, err := h.client(t, "noisy", deviceToken(t, h.device(t, "noisy"), time.Hour), func(err error) { lost <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet, err := h.client(t, "quiet", deviceToken(t, h.device(t, "quiet"), time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 { // 5 in the burst, 5 queued
+		if tok := noisy.Publish("devices/noisy/messages/events/", 1, false, "x"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("noisy %d: %v", i, tok.Error())
+		}
+	}
+	if n := len(clk.Waits()); n != 5 {
+		t.Fatalf("%d noisy messages waited, want 5", n)
+	}
+	noisy.Publish("devices/noisy/messages/events/", 1, false, "x")
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the noisy device stayed connected")
+	}
+	h.waitRecord(t, diag.DeviceTelemetry, errorRecord("ingress", "noisy", "429001"))
+	for i := range 5 {
+		if tok := quiet.Publish("devices/quiet/messages/events/", 1, false, "y"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("quiet %d: %v", i, tok.Error())
+		}
+	}
+	if n := len(clk.Waits()); n != 5 {
+		t.Fatalf("the quiet device waited: %d waits", n)
+	}
+}

@@ -414,3 +414,52 @@ func BenchmarkReserveUnlimited(b *testing.B) {
 		_, _ = th.Reserve(D2C, 1)
 	}
 }
+
+func TestDeviceLimitsAndGroups(t *testing.T) {
+	t.Parallel()
+	groups, err := ParseDeviceGroups(`[{"condition":"tags.fleet = 'noisy'","sends":1},{"condition":"tags.fleet = 'big'","bytes":1000}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseDeviceGroups(`[{"condition":"tags.fleet = "}]`); err == nil {
+		t.Fatal("a bad condition was accepted")
+	}
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	dl, err := NewDeviceLimits(DeviceLimitsConfig{Default: DeviceLimit{Sends: 10}, Groups: groups, Burst: time.Second, Backlog: time.Second, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noisy := dl.For(map[string]any{"tags": map[string]any{"fleet": "noisy"}})
+	big := dl.For(map[string]any{"tags": map[string]any{"fleet": "big"}})
+	other := dl.For(nil)
+	if noisy.Limit() != (DeviceLimit{Sends: 1}) || big.Limit() != (DeviceLimit{Bytes: 1000}) || other.Limit() != (DeviceLimit{Sends: 10}) {
+		t.Fatalf("limits %v %v %v", noisy.Limit(), big.Limit(), other.Limit())
+	}
+	// noisy: 1/s, 1 s burst and 1 s backlog: one at once, one queued, then 429001.
+	if d, err := noisy.Reserve(10); d != 0 || err != nil {
+		t.Fatal(d, err)
+	}
+	if d, err := noisy.Reserve(10); d != time.Second || err != nil {
+		t.Fatal(d, err)
+	}
+	if _, err := noisy.Reserve(10); code(err) != errcode.ThrottlingException {
+		t.Fatal(err)
+	}
+	// Another device is not affected.
+	for range 10 {
+		if d, err := other.Reserve(10); d != 0 || err != nil {
+			t.Fatal(d, err)
+		}
+	}
+	// big: 1000 bytes/s; a 2000-byte message waits a second.
+	if d, err := big.Reserve(2000); d != time.Second || err != nil {
+		t.Fatal(d, err)
+	}
+	if none, _ := NewDeviceLimits(DeviceLimitsConfig{}); none != nil || none.For(nil) != nil {
+		t.Fatal("no caps configured, but a limiter")
+	}
+	var nl *DeviceLimiter
+	if err := nl.Wait(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+}
