@@ -76,12 +76,13 @@ type closeReason struct {
 }
 
 // outItem is one entry of the write queue: bytes to write, or an acknowledgement to send once a
-// telemetry message is stored.
+// telemetry message is stored. Every connection's queue holds room for WriteQueue items from
+// its start, idle or not, so the fields are ordered to keep an item at 40 bytes, not 48.
 type outItem struct {
 	data    []byte
 	pending *telemetry.Pending
+	size    int32  // payload bytes of the telemetry message, for its error record
 	ackID   uint16 // PUBACK packet id after pending; 0 for QoS 0
-	size    int
 }
 
 // ServeConn runs one device connection to its end. protocol is "Mqtt" or "MqttWs".
@@ -477,7 +478,7 @@ func (c *conn) onTelemetry(p publish, t parsedTopic) error {
 		return e
 	}
 	c.touch()
-	return c.enqueue(outItem{pending: pending, ackID: p.packetID, size: len(p.payload)})
+	return c.enqueue(outItem{pending: pending, ackID: p.packetID, size: int32(len(p.payload))})
 }
 
 // touch writes lastActivityTime at most once per ActivityInterval, off the read path.
@@ -534,7 +535,7 @@ func (c *conn) writeLoop() {
 					return
 				}
 				e := errcode.As(err)
-				c.recordTelemetryError(&telemetry.Message{DeviceID: c.id.DeviceID, ModuleID: c.id.ModuleID}, it.size, e)
+				c.recordTelemetryError(&telemetry.Message{DeviceID: c.id.DeviceID, ModuleID: c.id.ModuleID}, int(it.size), e)
 				fail(e)
 				return
 			}
