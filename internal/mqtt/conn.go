@@ -110,25 +110,36 @@ type certConn struct {
 }
 
 func (c *conn) run() {
-	// TLS: finish the handshake under the connect deadline, and keep the client certificates.
-	_ = c.nc.SetDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
-	switch tc := c.nc.(type) {
-	case *tls.Conn:
-		if err := tc.HandshakeContext(c.ctx); err != nil {
-			_ = c.nc.Close()
-			return
-		}
-		c.certs = tc.ConnectionState().PeerCertificates
-	case *certConn:
-		c.certs = tc.certs
-	}
-	if !c.handshake() {
+	// The TLS and MQTT handshakes run on a goroutine of their own, which ends with them. Their
+	// crypto and engine calls grow a goroutine's stack to tens of KiB, and a stack shrinks only
+	// by half per GC cycle: run here, they would leave the read loop of every idle connection on
+	// a grown stack for minutes. This way the read loop keeps the small stack it started with
+	// (about 6 KiB less RSS per idle connection with 19,000 of them).
+	ok := make(chan bool, 1)
+	go func() { ok <- c.open() }()
+	if !<-ok {
 		_ = c.nc.Close()
 		return
 	}
 	go c.writeLoop()
 	err := c.readLoop()
 	c.finish(err)
+}
+
+// open completes the TLS handshake under the connect deadline, keeping the client
+// certificates, then the MQTT one; false means the connection must close.
+func (c *conn) open() bool {
+	_ = c.nc.SetDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
+	switch tc := c.nc.(type) {
+	case *tls.Conn:
+		if err := tc.HandshakeContext(c.ctx); err != nil {
+			return false
+		}
+		c.certs = tc.ConnectionState().PeerCertificates
+	case *certConn:
+		c.certs = tc.certs
+	}
+	return c.handshake()
 }
 
 // handshake reads CONNECT, authenticates, claims the identity and answers CONNACK. It returns
