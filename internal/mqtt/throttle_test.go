@@ -212,3 +212,31 @@ func TestMQTTDeviceLimit(t *testing.T) {
 		t.Fatalf("the quiet device waited: %d waits", n)
 	}
 }
+
+// TestMQTTTwinThrottled: over S1's twin update rate (50/s) with a 20 ms burst and a 20 ms backlog,
+// the first reported PATCH is answered at once, the second waits, and the third is answered
+// with status 429 and a 429001 body in the response topic; the connection stays and a GET
+// (its own class) still works.
+func TestMQTTTwinThrottled(t *testing.T) {
+	t.Parallel()
+	clk := &stoppedClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	th := newThrottle(t, "S1", 20*time.Millisecond, 20*time.Millisecond, clk)
+	eng := enginetest.Start(t)
+	h := startTwinHub(t, func(cfg mqtt.Config) *hub { cfg.Throttle = th; return startHub(t, eng, cfg) }, "a")
+	d := h.device(t, "tw")
+	c, ch := twinDevice(t, h, "tw", deviceToken(t, d, time.Hour))
+	for i, want := range []string{"$iothub/twin/res/204/?$rid=1", "$iothub/twin/res/204/?$rid=2", "$iothub/twin/res/429/?$rid=3"} {
+		publish(t, c, fmt.Sprintf("$iothub/twin/PATCH/properties/reported/?$rid=%d", i+1), 0, `{"n":1}`)
+		m := receive(t, ch)
+		if !strings.HasPrefix(m.topic, want) {
+			t.Fatalf("answer %d: %s %s, want %s", i, m.topic, m.payload, want)
+		}
+		if i == 2 && !strings.Contains(m.payload, "429001") {
+			t.Fatalf("429 body %s", m.payload)
+		}
+	}
+	publish(t, c, "$iothub/twin/GET/?$rid=4", 0, "")
+	if m := receive(t, ch); !strings.HasPrefix(m.topic, "$iothub/twin/res/200/?$rid=4") {
+		t.Fatalf("GET: %s", m.topic)
+	}
+}
