@@ -47,6 +47,7 @@ func (h *Hub) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", h.trouble.healthz)
 	h.trouble.mount(mux)
 	mux.Handle("GET /metrics", h.Metrics.Handler())
+	mux.HandleFunc("GET /throttle", h.serveThrottleStatus)
 	mux.HandleFunc("GET /errors", func(w http.ResponseWriter, r *http.Request) {
 		all := errcode.All()
 		out := make([]errorJSON, 0, len(all))

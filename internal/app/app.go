@@ -35,6 +35,7 @@ Usage:
   roost logs query|tail|explain        query diagnostic logs with KQL (also exported IoT Hub logs
                                        with --file), follow them, summarize their errors
   roost metrics                        print the hub's IoT Hub metrics
+  roost throttle                       print the IoT Hub tier enforced: rates, shares, daily quota
   roost faults add|list|remove|clear   inject IoT Hub's transient failures (fault injection)
   roost alerts list|set|apply|history  alert rules on metrics and logs, sent to webhooks
   roost events subscribe|list|delete   device events (Event Grid schema) delivered to webhooks
@@ -90,6 +91,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runLogs(ctx, rest, stdout, stderr)
 	case "metrics":
 		return runMetrics(ctx, rest, stdout, stderr)
+	case "throttle":
+		return runThrottle(ctx, rest, stdout, stderr)
 	case "faults", "fault":
 		return runFaults(ctx, rest, stdout, stderr)
 	case "alerts", "alert":

@@ -13,7 +13,8 @@ import (
 
 func TestServeEnforcesTheTier(t *testing.T) {
 	t.Parallel()
-	plain := startTestHub(t, t.TempDir())
+	plainDir := t.TempDir()
+	plain := startTestHub(t, plainDir)
 	defer plain.Shutdown(context.Background())
 	if plain.Throttle != nil || plain.deviceLimits != nil {
 		t.Fatal("the default hub is throttled")
@@ -43,6 +44,16 @@ func TestServeEnforcesTheTier(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "roost_daily_message_quota_used 3\n") {
 		t.Fatalf("no dailyMessageQuotaUsed of 3 (a 10,000-byte message is 3 meters of 4 KB) in /metrics")
+	}
+
+	out, errs, code := run(t, "throttle", "--data-dir="+cfg.DataDir)
+	if code != 0 || !strings.Contains(out, "SKU S2, 3 unit(s)") || !strings.Contains(out, "d2c         360.00") ||
+		!strings.Contains(out, "Daily quota: 3 of 18000000") || !strings.Contains(out, "Per-device caps: 5 sends/s") {
+		t.Fatalf("roost throttle: %d\n%s%s", code, out, errs)
+	}
+	out, _, code = run(t, "throttle", "--data-dir="+plainDir)
+	if code != 0 || !strings.Contains(out, "SKU unlimited") {
+		t.Fatalf("roost throttle on the default hub: %d %s", code, out)
 	}
 
 	cfg.DataDir = t.TempDir()

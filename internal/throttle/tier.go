@@ -27,6 +27,15 @@ const (
 var classNames = [numClasses]string{"registry", "connect", "d2c", "c2dSend", "c2dReceive", "fileUpload",
 	"methods", "twinRead", "twinUpdate", "query", "jobs"}
 
+// Classes returns every operation class, in the tier table's order.
+func Classes() []Class {
+	out := make([]Class, numClasses)
+	for i := range out {
+		out[i] = Class(i)
+	}
+	return out
+}
+
 // String returns the class's name as metrics and logs show it.
 func (c Class) String() string {
 	if c < 0 || c >= numClasses {
