@@ -43,6 +43,10 @@ func (c *conn) throttleConnect() *errcode.Error {
 // throttleTelemetry applies the device-to-cloud rate and the daily quota to a telemetry
 // message of size bytes; a refusal is recorded here and closes the connection.
 func (c *conn) throttleTelemetry(msg *telemetry.Message, size int) error {
+	if c.devLimit == nil && c.s.cfg.Throttle == nil {
+		return nil
+	}
+	defer c.afterWait(time.Now())
 	if c.devLimit != nil {
 		if err := c.devLimit.Wait(c.ctx, size); err != nil {
 			e := errcode.As(err)
@@ -72,6 +76,7 @@ func (c *conn) throttleTwin(op string, size int) error {
 	if th == nil {
 		return nil
 	}
+	defer c.afterWait(time.Now())
 	class := throttle.TwinRead
 	if op == "update" {
 		class = throttle.TwinUpdate
@@ -95,5 +100,13 @@ func (c *conn) countThrottled(class throttle.Class, err error) {
 		}
 	case errcode.IotHubQuotaExceeded:
 		m.Throttle.QuotaExceeded.WithLabelValues(class.String()).Inc()
+	}
+}
+
+// afterWait restarts the keep-alive read deadline when a packet waited in a backlog: the wait is
+// the hub's doing, and must not count as the device's silence.
+func (c *conn) afterWait(start time.Time) {
+	if time.Since(start) > time.Millisecond && c.kaWindow > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.kaWindow))
 	}
 }
