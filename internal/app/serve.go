@@ -230,7 +230,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
 		Twins:   h.Twins,
 		Uploads: h.Uploads, BlobStore: h.Blobs, C2D: h.C2D,
-		Throttle: h.Throttle, OnTelemetryThrottled: h.trouble.throttled})
+		Throttle: h.Throttle, OnTelemetryThrottled: h.trouble.throttled, DeviceLimits: h.deviceLimits})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err

@@ -81,6 +81,8 @@ type Config struct {
 	// OnTelemetryThrottled, when set, is told of each HTTPS telemetry message refused with
 	// 429001 (d2c.telemetry.ingress.sendThrottle).
 	OnTelemetryThrottled func()
+	// DeviceLimits, when set, caps each device's HTTPS telemetry (beyond IoT Hub).
+	DeviceLimits *throttle.DeviceLimits
 }
 
 // API is the HTTPS request handler.

@@ -49,7 +49,7 @@ func restClass(category, operation string) (c throttle.Class, quota, ok bool) {
 // nil check.
 func (a *API) throttle(r *http.Request, category, operation string) error {
 	th := a.cfg.Throttle
-	if th == nil {
+	if th == nil && a.cfg.DeviceLimits == nil {
 		return nil
 	}
 	c, quota, ok := restClass(category, operation)
@@ -57,6 +57,18 @@ func (a *API) throttle(r *http.Request, category, operation string) error {
 		return nil
 	}
 	size := int(max(r.ContentLength, 0))
+	if c == throttle.D2C && a.cfg.DeviceLimits != nil {
+		dl := a.cfg.DeviceLimits.Cached(r.Context(), r.PathValue("id"), r.PathValue("mid"))
+		if err := dl.Wait(r.Context(), size); err != nil {
+			if a.cfg.Metrics != nil {
+				a.cfg.Metrics.Throttle.Errors.WithLabelValues("device").Inc()
+			}
+			return err
+		}
+	}
+	if th == nil {
+		return nil
+	}
 	n := 1
 	if c == throttle.Methods {
 		n = throttle.Meters(size, 4096)

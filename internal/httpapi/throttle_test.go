@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/registry"
+	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/throttle"
 	"github.com/roost-iot/roost/internal/twin"
 )
@@ -157,4 +159,73 @@ func testCounter(t *testing.T, m *metrics.Metrics, name, label string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestHTTPDeviceTelemetryCaps: a device capped at 1 send/s (1 s burst, 1 s backlog) over
+// HTTPS gets its first message through at once, its second after a wait, and 429001 for the
+// third, with a DeviceTelemetry record; another device has its own cap, untouched by the first.
+func TestHTTPDeviceTelemetryCaps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := &stoppedClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	eng := enginetest.Start(t)
+	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(ctx, eng, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel, err := telemetry.Open(ctx, eng, telemetry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := throttle.NewDeviceLimits(throttle.DeviceLimitsConfig{Default: throttle.DeviceLimit{Sends: 1},
+		Burst: time.Second, Backlog: time.Second, Now: clk.Now, Sleep: clk.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Telemetry: tel, DeviceLimits: dl}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(tel.CloseReaders)
+	t.Cleanup(dw.Close)
+	t.Cleanup(tel.Close)
+	f := &telemetryFixture{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, reg: reg, tel: tel}
+	noisy, quiet := f.deviceToken(t, "noisy", ""), f.deviceToken(t, "quiet", "")
+	start := time.Now().Add(-time.Second)
+	for i, want := range []int{204, 204, 429} {
+		if a := f.do(t, "POST", "/devices/noisy/messages/events"+v, noisy, nil, "x"); a.status != want {
+			t.Fatalf("noisy %d: %d %s", i, a.status, a.body)
+		} else if want == 429 && a.errorName() != "ThrottlingException" {
+			t.Fatalf("noisy %d: %s", i, a.body)
+		}
+	}
+	if len(clk.waits) != 1 || clk.waits[0] != time.Second {
+		t.Fatalf("waits %v", clk.waits)
+	}
+	for i := range 2 {
+		if a := f.do(t, "POST", "/devices/quiet/messages/events"+v, quiet, nil, "y"); a.status != 204 {
+			t.Fatalf("quiet %d: %d %s", i, a.status, a.body)
+		}
+	}
+	f.dw.Close()
+	var found bool
+	_ = diag.Read(ctx, eng, diag.DeviceTelemetry, start, func(w diag.Wire) bool {
+		found = found || w.ResultType == "429001" && strings.Contains(w.Properties, `"deviceId":"noisy"`)
+		return true
+	})
+	if !found {
+		t.Fatal("no DeviceTelemetry 429001 record for the noisy device")
+	}
+	if len(clk.waits) != 2 {
+		t.Fatalf("the quiet device waited on the noisy one's cap: %v", clk.waits)
+	}
+	if msgs := f.readAll(t, 4); len(msgs) != 4 {
+		t.Fatalf("%d messages stored", len(msgs))
+	}
 }

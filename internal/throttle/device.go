@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/roost-iot/roost/internal/errcode"
@@ -80,7 +81,13 @@ func ParseDeviceGroups(text string) ([]DeviceGroup, error) {
 // DeviceLimits hands out per-device limiters. A nil *DeviceLimits limits nothing.
 type DeviceLimits struct {
 	cfg DeviceLimitsConfig
+
+	mu    sync.Mutex
+	cache map[string]*DeviceLimiter // Cached's limiters, at most maxCached
 }
+
+// maxCached bounds the limiters [DeviceLimits.Cached] keeps (about 200 bytes each).
+const maxCached = 65536
 
 // NewDeviceLimits returns the per-device limits, or nil when nothing is capped.
 func NewDeviceLimits(cfg DeviceLimitsConfig) (*DeviceLimits, error) {
@@ -109,6 +116,40 @@ func NewDeviceLimits(cfg DeviceLimitsConfig) (*DeviceLimits, error) {
 		cfg.Sleep = sleep
 	}
 	return &DeviceLimits{cfg: cfg}, nil
+}
+
+// Cached returns the limiter of a device sending over a connectionless protocol (HTTPS),
+// kept on this node between requests. The node keeps at most 65,536; past that it forgets one
+// at random, whose device starts again with a full burst. A device whose requests reach
+// several nodes is capped on each.
+func (d *DeviceLimits) Cached(ctx context.Context, deviceID, moduleID string) *DeviceLimiter {
+	if d == nil {
+		return nil
+	}
+	key := deviceID + "/" + moduleID
+	d.mu.Lock()
+	dl, ok := d.cache[key]
+	d.mu.Unlock()
+	if ok {
+		return dl
+	}
+	dl = d.Lookup(ctx, deviceID, moduleID)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if have, ok := d.cache[key]; ok {
+		return have
+	}
+	if d.cache == nil {
+		d.cache = map[string]*DeviceLimiter{}
+	}
+	if len(d.cache) >= maxCached {
+		for k := range d.cache {
+			delete(d.cache, k)
+			break
+		}
+	}
+	d.cache[key] = dl
+	return dl
 }
 
 // Lookup returns the limiter of a device that just connected, reading its twin when groups
@@ -193,7 +234,7 @@ func (dl *DeviceLimiter) Reserve(size int) (time.Duration, error) {
 
 func (dl *DeviceLimiter) refuse(what string, rate float64) error {
 	return errcode.New(errcode.ThrottlingException,
-		"this device stayed over its limit of %s %s/s for too long and its backlog is full; slow down",
+		"this device stayed over its limit of %s %s/s for too long and its backlog is full, slow down",
 		strconv.FormatFloat(rate, 'f', -1, 64), what)
 }
 

@@ -65,7 +65,7 @@ func (q *Quota) Use(ctx context.Context, size int) error {
 
 func (q *Quota) errExhausted() error {
 	return errcode.New(errcode.IotHubQuotaExceeded,
-		"the hub's daily quota of %d messages is used up; it resets at 00:00 UTC", q.limit)
+		"the hub's daily quota of %d messages is used up until 00:00 UTC", q.limit)
 }
 
 // take leases up to want messages from the day's count in the engine. Called with q.mu held.
@@ -102,7 +102,7 @@ func (q *Quota) take(ctx context.Context, want int64) error {
 			return errcode.Wrap(errcode.ServerError, err, "could not update the daily quota")
 		}
 	}
-	return errcode.New(errcode.ServerError, "the daily quota is too contended; retry")
+	return errcode.New(errcode.ServerError, "the daily quota is too contended, retry")
 }
 
 // Used returns the messages used today as this node knows it: the engine's count at its last

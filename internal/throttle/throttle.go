@@ -125,7 +125,7 @@ func (t *Throttler) Feature(c Class) error {
 	if t == nil || !t.tier.basic || !c.standardOnly() {
 		return nil
 	}
-	return errcode.New(errcode.FeatureNotSupported, "%s is not available on the %s tier; use a standard tier (S1, S2, S3)", featureName(c), t.sku)
+	return errcode.New(errcode.FeatureNotSupported, "%s is not available on the %s tier (use a standard tier: S1, S2, S3)", featureName(c), t.sku)
 }
 
 func featureName(c Class) string {
@@ -155,7 +155,7 @@ func (t *Throttler) Reserve(c Class, n int) (time.Duration, error) {
 	wait, ok := t.lims[c].reserve(t.now().UnixNano(), n)
 	if !ok {
 		return 0, errcode.New(errcode.ThrottlingException,
-			"the hub's %s rate (%s) was exceeded for too long and its backlog is full; retry later or scale up", c, rateText(t.rates[c], c))
+			"the hub's %s rate (%s) was exceeded for too long and its backlog is full: retry later or scale up", c, rateText(t.rates[c], c))
 	}
 	return wait, nil
 }
