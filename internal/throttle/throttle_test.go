@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -461,5 +462,24 @@ func TestDeviceLimitsAndGroups(t *testing.T) {
 	var nl *DeviceLimiter
 	if err := nl.Wait(context.Background(), 1); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestDeviceLimitsCacheIsBounded(t *testing.T) {
+	t.Parallel()
+	dl, err := NewDeviceLimits(DeviceLimitsConfig{Default: DeviceLimit{Sends: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := dl.Cached(ctx, "a", "")
+	if dl.Cached(ctx, "a", "") != a || dl.Cached(ctx, "a", "m") == a {
+		t.Fatal("a device does not keep its limiter between requests")
+	}
+	for i := range maxCached + 100 {
+		dl.Cached(ctx, strconv.Itoa(i), "")
+	}
+	if n := len(dl.cache); n > maxCached {
+		t.Fatalf("%d limiters kept", n)
 	}
 }
