@@ -287,16 +287,17 @@ func TestDailyQuotaRollover(t *testing.T) {
 	}
 }
 
-// TestQuotaIsSharedByNodes spends one quota from two nodes on one engine.
+// TestQuotaIsSharedByNodes spends one quota from two nodes, each with its own connection to
+// one engine.
 func TestQuotaIsSharedByNodes(t *testing.T) {
 	t.Parallel()
-	x := enginetest.StartExternal(t)
+	eng := enginetest.Start(t)
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
 	var ths []*Throttler
-	for i, eng := range []string{"a", "b"} {
+	for i, node := range []string{"a", "b"} {
 		th := newThrottler(t, "F1", 1, clk)
-		if err := th.Join(ctx, x.Connect(t), JoinConfig{Node: eng, Interval: time.Hour}); err != nil {
+		if err := th.Join(ctx, eng, JoinConfig{Node: node, Interval: time.Hour}); err != nil {
 			t.Fatal(i, err)
 		}
 		defer th.Close()
@@ -320,10 +321,10 @@ func TestQuotaIsSharedByNodes(t *testing.T) {
 // hub-wide admitted rate stays within 3 % of the rate however unevenly the load is spread.
 func TestClusterShares(t *testing.T) {
 	t.Parallel()
+	x := enginetest.StartExternal(t)
 	for _, nodes := range []int{1, 2, 3} {
+		// One after the other on one server: each run's nodes withdraw (Close) when it ends.
 		t.Run(string(rune('0'+nodes)), func(t *testing.T) {
-			t.Parallel()
-			x := enginetest.StartExternal(t)
 			ctx := context.Background()
 			clk := &fakeClock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
 			var ths []*Throttler
