@@ -62,3 +62,17 @@ func (c *conn) telemetryFault(msg *telemetry.Message, size int) error {
 	}
 	return e
 }
+
+// opFault is the failure to inject into a device operation over MQTT (a twin read or update),
+// or nil. The caller answers and logs it as it would a real failure of that operation.
+func (c *conn) opFault(category, op string) error {
+	if c.s.cfg.Faults == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	if e := c.s.cfg.Faults.Check(ctx, category, op, c.id.DeviceID); e != nil {
+		return e
+	}
+	return nil
+}

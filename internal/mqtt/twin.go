@@ -80,6 +80,9 @@ func (c *conn) onTwin(t parsedTopic, p publish) error {
 		err = c.throttleTwin(op, len(p.payload))
 	}
 	if err == nil {
+		err = c.opFault(diag.D2CTwinOperations, op)
+	}
+	if err == nil {
 		tw := c.s.cfg.Twins
 		if tw == nil {
 			err = errcode.New(errcode.ServiceUnavailable, "device twins are not available on this hub")
