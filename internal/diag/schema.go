@@ -38,9 +38,13 @@ const (
 	OpBulk          = "bulk"
 	OpGetStatistics = "getStatistics"
 
-	// FileUploadOperations besides ingress.
-	OpUploadInitiate = "initiate"
-	OpUploadNotify   = "notify"
+	// FileUploadOperations besides ingress (which IoT Hub documents for a SAS that expired before
+	// the device notified completion).
+	OpUploadInitiate     = "initiate"     // POST /devices/{id}/files
+	OpUploadNotify       = "notify"       // the device's completion notification
+	OpUploadWrite        = "upload"       // a write to the built-in blob endpoint
+	OpUploadRead         = "read"         // a read of the blob endpoint or of /files
+	OpUploadNotification = "notification" // the service side's file notification queue
 
 	// Routes (IoT Hub spells the emitted names in camelCase).
 	OpUndefinedRouteEvaluation = "undefinedRouteEvaluation"
@@ -156,7 +160,7 @@ var categories = []Category{
 	{
 		Name: FileUploadOperations, Display: "File Upload Operations", ErrorsOnly: true,
 		Description: "Errors of file uploads: SAS URIs, completion notices, missing files.",
-		Operations:  ops("", []string{OpIngress}, OpUploadInitiate, OpUploadNotify),
+		Operations:  ops("", []string{OpIngress}, OpUploadInitiate, OpUploadNotify, OpUploadWrite, OpUploadRead, OpUploadNotification),
 		Properties:  []string{"deviceId", "protocol", "authType", "blobUri", "maskedIpAddress", "statusCode"},
 	},
 	{

@@ -12,12 +12,12 @@ import (
 // Roost adds what part of the upload failed after a dot, so a query can tell them apart and
 // `where OperationName startswith "ingress"` still finds them all.
 const (
-	OpInit     = "ingress.init"     // POST /devices/{id}/files
-	OpComplete = "ingress.complete" // POST /devices/{id}/files/notifications
-	OpExpire   = "ingress.expire"   // the SAS expired before the completion was notified
-	OpUpload   = "ingress.upload"   // a write to the blob endpoint (Put Blob, Put Block, Put Block List)
-	OpRead     = "egress.read"      // a read of the blob endpoint or of /files (Get Blob, Get Blob Properties)
-	OpNotify   = "notification"     // the service side's file notification queue
+	OpInit     = diag.OpUploadInitiate     // POST /devices/{id}/files
+	OpComplete = diag.OpUploadNotify       // POST /devices/{id}/files/notifications
+	OpExpire   = diag.OpIngress            // the SAS expired before the completion was notified
+	OpUpload   = diag.OpUploadWrite        // a write to the blob endpoint (Put Blob, Put Block, Put Block List)
+	OpRead     = diag.OpUploadRead         // a read of the blob endpoint or of /files (Get Blob, Get Blob Properties)
+	OpNotify   = diag.OpUploadNotification // the service side's file notification queue
 )
 
 // Failure describes a failed file upload operation. Every edge turns it into the same

@@ -353,14 +353,7 @@ describe('troubleshooting guide: errors found with the guide\'s query', { skip: 
     await rest.purgeC2D(dev.deviceId);
   });
 
-  // The record is found (Category, ResultType, ResultDescription and the explanation are right),
-  // but its OperationName is "ingress.init" (internal/upload/record.go OpInit), while the category
-  // schema (internal/diag/schema.go OpUploadInitiate, `roost logs categories`) and
-  // docs/troubleshooting.md name the FileUploadOperations operations ingress, initiate, notify.
-  it('403006 DeviceMaximumActiveFileUploadLimitExceeded: the 11th concurrent upload initiation', {
-    todo: 'server bug: FileUploadOperations records are logged as OperationName "ingress.init" (internal/upload/record.go), '
-      + 'but the schema (internal/diag/schema.go OpUploadInitiate) and docs/troubleshooting.md say "initiate"',
-  }, async () => {
+  it('403006 DeviceMaximumActiveFileUploadLimitExceeded: the 11th concurrent upload initiation', async () => {
     const dev = await createDevice('ts-uploads');
     const client = mqttClient(deviceConnectionString(dev.deviceId, dev.key));
     await withTimeout(client.open(), OP_TIMEOUT, 'open');
