@@ -36,7 +36,7 @@ idle_hold=${IDLE_HOLD:-30s}
 connect_conns=${CONNECT_CONNS:-3000}
 max_load=${MAX_LOAD:-3}
 # The generator runs on one OS thread: with the default (one per core) the Go scheduler's spinning
-# threads cost it about 40% more CPU per message against Mosquitto, which sends each PUBACK in a
+# threads cost it about 70% more CPU per message against Mosquitto, which sends each PUBACK in a
 # TLS record of its own, and on two cores that CPU comes out of the server's share.
 gen_procs=${GEN_PROCS:-1}
 
