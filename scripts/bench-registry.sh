@@ -25,6 +25,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that cleanup runs on Ctrl-C and kill too
 
 bin=${ROOST_BIN:-}
 if [[ -z $bin ]]; then
@@ -32,7 +33,20 @@ if [[ -z $bin ]]; then
 	(cd "$root" && go build -o "$bin" ./cmd/roost)
 fi
 
-"$bin" serve --data-dir "$work/data" --https-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
+# listener_flags prints "--<name>-addr 127.0.0.1:0" for every listener flag of `roost serve`
+# (HTTPS, MQTT, ...) so the hub binds only free loopback ports and never collides with another
+# hub on the machine, whatever listeners this build has.
+listener_flags() {
+	local line
+	while read -r line; do
+		[[ $line =~ ^-([a-z-]+-addr)[[:space:]] || $line =~ ^-([a-z-]+-addr)$ ]] || continue
+		[[ ${BASH_REMATCH[1]} == admin-addr ]] && continue
+		printf -- '--%s\n127.0.0.1:0\n' "${BASH_REMATCH[1]}"
+	done < <("$bin" serve --help 2>&1)
+}
+mapfile -t listeners < <(listener_flags)
+
+"$bin" serve --data-dir "$work/data" "${listeners[@]}" --admin-addr 127.0.0.1:0 \
 	--log-level warn >"$work/serve.out" 2>&1 &
 pid=$!
 for ((i = 0; i < 300; i++)); do

@@ -4,12 +4,12 @@
 # Usage: scripts/bench-serve.sh [RUNS]        (default 10)
 #        ROOST_BIN=/path/to/roost scripts/bench-serve.sh   (skip the build)
 #
-# Each run starts `roost serve` on an empty temp data dir ("first start": it generates the CA,
-# certificate and policies), measures the time from exec to the admin /healthz answering 200,
-# reads VmRSS from /proc/<pid>/status after IDLE seconds without requests, stops it, then starts
-# it again on the same data dir ("restart") and measures the same. It prints every run and the
-# medians. The "ready" column is the hub's own "Roost is ready (N ms)" line, which starts counting
-# in runServe, after the Go runtime has started.
+# Each run starts `roost serve`, every listener on a free loopback port, on an empty temp data
+# dir ("first start": it generates the CA, certificate and policies), measures the time from exec
+# to the admin /healthz answering 200, reads VmRSS from /proc/<pid>/status after IDLE (default 3)
+# seconds without requests, stops it, then starts it again on the same data dir ("restart") and
+# measures the same. It prints every run and the medians. The "ready" column is the hub's own
+# "Roost is ready (N ms)" line, which starts counting in runServe, after the Go runtime started.
 #
 # Only bash, /proc and coreutils: /healthz is polled with bash's /dev/tcp every 2 ms rather than
 # with curl, whose fork and exec would compete with the starting hub for CPU on a small machine.
@@ -30,6 +30,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that cleanup runs on Ctrl-C and kill too
 
 bin=${ROOST_BIN:-}
 if [[ -z $bin ]]; then
@@ -37,26 +38,40 @@ if [[ -z $bin ]]; then
 	(cd "$root" && go build -o "$bin" ./cmd/roost)
 fi
 
+# listener_flags prints "--<name>-addr 127.0.0.1:0" for every listener flag of `roost serve`
+# (HTTPS, MQTT, ...) so the hub binds only free loopback ports and never collides with another
+# hub on the machine, whatever listeners this build has.
+listener_flags() {
+	local line
+	while read -r line; do
+		[[ $line =~ ^-([a-z-]+-addr)[[:space:]] || $line =~ ^-([a-z-]+-addr)$ ]] || continue
+		[[ ${BASH_REMATCH[1]} == admin-addr ]] && continue
+		printf -- '--%s\n127.0.0.1:0\n' "${BASH_REMATCH[1]}"
+	done < <("$bin" serve --help 2>&1)
+}
+
 # A read with a timeout on a pipe nobody writes to: a sleep without forking /bin/sleep.
 exec {sleepfd}<> <(:)
 nap() { read -r -t "$1" -u "$sleepfd" || true; }
 
 now_us() { local t=$EPOCHREALTIME; echo $((10#${t/./})); }
 
-# free_port prints a port no TCP socket on this machine uses, from /proc/net/tcp{,6}.
+# free_port prints a port nothing listens on, below the kernel's ephemeral range so that
+# outgoing connections of other programs do not take it before the hub binds it. (Reading all of
+# /proc/net/tcp instead costs seconds of CPU when the machine holds many connections.) A race
+# with another program is still possible; start_once then retries on another port.
 free_port() {
-	local -A used=()
-	local f sl local_addr rest p
-	for f in /proc/net/tcp /proc/net/tcp6; do
-		[[ -r $f ]] || continue
-		while read -r sl local_addr rest; do
-			[[ $sl == sl ]] && continue
-			used[$((16#${local_addr##*:}))]=1
-		done <"$f"
-	done
+	local lo=32768 hi p fd
+	[[ -r /proc/sys/net/ipv4/ip_local_port_range ]] && read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+	((lo > 11024)) || lo=32768
 	while :; do
-		p=$((20000 + RANDOM % 40000))
-		[[ -z ${used[$p]:-} ]] && { echo "$p"; return; }
+		p=$((10000 + RANDOM % (lo - 11024)))
+		if exec {fd}<>"/dev/tcp/127.0.0.1/$p"; then
+			exec {fd}>&-
+			continue
+		fi 2>/dev/null
+		echo "$p"
+		return
 	done
 }
 
@@ -82,23 +97,33 @@ median() {
 }
 
 # start_once DATA_DIR: starts a hub, waits for /healthz, waits IDLE s, reads its RSS, stops it.
-# Sets startup_us, ready_ms and rss_kib.
+# Sets startup_us, ready_ms and rss_kib. A hub that lost its admin port to another program is
+# started again on another port.
 start_once() {
-	local dir=$1 admin out t0 t1 line deadline
-	admin=$(free_port)
+	local dir=$1 admin out t0 t1 line deadline attempt healthy
 	out=$work/serve.out
-	t0=$(now_us)
-	"$bin" serve --data-dir "$dir" --https-addr 127.0.0.1:0 --admin-addr "127.0.0.1:$admin" \
-		--log-level warn >"$out" 2>&1 &
-	pid=$!
-	deadline=$((t0 + 30000000))
-	until healthz "$admin" 2>/dev/null; do
-		if ! kill -0 "$pid" 2>/dev/null || (($(now_us) > deadline)); then
-			echo "bench-serve: the hub did not become healthy:" >&2
-			cat "$out" >&2
-			exit 1
+	for ((attempt = 1; ; attempt++)); do
+		admin=$(free_port)
+		t0=$(now_us)
+		"$bin" serve --data-dir "$dir" "${listeners[@]}" --admin-addr "127.0.0.1:$admin" \
+			--log-level warn >"$out" 2>&1 &
+		pid=$!
+		deadline=$((t0 + 30000000))
+		healthy=false
+		while kill -0 "$pid" 2>/dev/null && (($(now_us) < deadline)); do
+			healthz "$admin" 2>/dev/null && { healthy=true; break; }
+			nap 0.002
+		done
+		$healthy && break
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		pid=
+		if ((attempt < 3)) && grep -q 'address is in use' "$out"; then
+			continue
 		fi
-		nap 0.002
+		echo "bench-serve: the hub did not become healthy:" >&2
+		cat "$out" >&2
+		exit 1
 	done
 	t1=$(now_us)
 	startup_us=$((t1 - t0))
@@ -128,6 +153,8 @@ machine_ticks() {
 hz=$(getconf CLK_TCK)
 cores=$(nproc)
 m0=$(machine_ticks) w0=$(now_us)
+
+mapfile -t listeners < <(listener_flags)
 
 declare -a first_start first_ready first_rss re_start re_ready re_rss
 printf '%-4s  %-12s  %10s  %9s  %9s\n' run start healthz_ms ready_ms rss_MiB
