@@ -123,3 +123,12 @@ func (mb *Mailbox) Next(ctx context.Context) (Inbound, error) {
 		return Inbound{}, ctx.Err()
 	}
 }
+
+// DeviceSubjects is the wildcard subject that matches one kind of message for every device
+// (modules false) or every module (modules true), e.g. all kicks.
+func DeviceSubjects(kind string, modules bool) string {
+	if modules {
+		return "roost.dev.*.m.*." + kind
+	}
+	return "roost.dev.*." + kind
+}

@@ -173,6 +173,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		conns:   map[*conn]struct{}{}, bySubject: map[string]*subjectConns{},
 		ctx: sctx, cancel: cancel,
 	}
+	if err := s.subscribeKicks(); err != nil {
+		cancel()
+		return nil, err
+	}
 	s.cleanupStale(ctx)
 	s.wg.Add(1)
 	go s.dispatch()
@@ -277,15 +281,35 @@ func (s *Server) register(c *conn, subject string) error {
 	defer s.mu.Unlock()
 	sc := s.bySubject[subject]
 	if sc == nil {
-		sub, err := s.mailbox.Subscribe(subject)
-		if err != nil {
-			return err
+		// Kicks arrive through the node's two wildcard subscriptions (see subscribeKicks); other
+		// kinds get a subscription of their own, so a node hears only its devices' calls.
+		var sub *engine.Subscription
+		if !strings.HasSuffix(subject, ".kick") {
+			var err error
+			if sub, err = s.mailbox.Subscribe(subject); err != nil {
+				return err
+			}
 		}
 		sc = &subjectConns{sub: sub, conns: map[*conn]struct{}{}}
 		s.bySubject[subject] = sc
 	}
 	sc.conns[c] = struct{}{}
 	return nil
+}
+
+// subscribeKicks makes the node hear every kick in the cluster with two subscriptions, instead of
+// one per connection: a connect then costs no subscription round trip, and an idle connection no
+// subscription state. Kicks are rare (one per connect, disable or delete), so hearing all of
+// them costs a map lookup each.
+func (s *Server) subscribeKicks() error {
+	for _, pattern := range []string{engine.DeviceSubjects("kick", false), engine.DeviceSubjects("kick", true)} {
+		if _, err := s.mailbox.Subscribe(pattern); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.cfg.Engine.Flush(ctx)
 }
 
 func (s *Server) unregister(c *conn, subject string) {
