@@ -278,15 +278,9 @@ func (m *Manager) Put(ctx context.Context, r Rule) (Rule, error) {
 
 // Get returns a rule.
 func (m *Manager) Get(ctx context.Context, name string) (Rule, bool, error) {
-	ent, err := m.rules.Get(ctx, key(name))
-	if errors.Is(err, engine.ErrNotFound) {
-		return Rule{}, false, nil
-	}
-	if err != nil {
-		return Rule{}, false, err
-	}
 	var r Rule
-	return r, true, json.Unmarshal(ent.Value, &r)
+	ok, err := m.rules.GetJSON(ctx, key(name), &r)
+	return r, ok, err
 }
 
 // Delete removes a rule and its state; false if there was none.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -136,4 +137,17 @@ func (b *Bucket) Scan(ctx context.Context, filters []string, fn func(Entry) bool
 			}
 		}
 	}
+}
+
+// GetJSON decodes the current value of key into v. It reports false, with no error, when the
+// key has no value.
+func (b *Bucket) GetJSON(ctx context.Context, key string, v any) (bool, error) {
+	ent, err := b.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(ent.Value, v)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -136,15 +135,9 @@ func (m *Manager) Put(ctx context.Context, s Subscription) (Subscription, error)
 
 // Get returns a subscription.
 func (m *Manager) Get(ctx context.Context, name string) (Subscription, bool, error) {
-	ent, err := m.subs.Get(ctx, subKey(name))
-	if errors.Is(err, engine.ErrNotFound) {
-		return Subscription{}, false, nil
-	}
-	if err != nil {
-		return Subscription{}, false, err
-	}
 	var s Subscription
-	return s, true, json.Unmarshal(ent.Value, &s)
+	ok, err := m.subs.GetJSON(ctx, subKey(name), &s)
+	return s, ok, err
 }
 
 // Delete removes a subscription; false if there was none.
