@@ -104,6 +104,9 @@ func (a *API) bulkDevices(w http.ResponseWriter, r *http.Request, c *call) error
 	if err := registry.CheckBulk(entries); err != nil {
 		return err
 	}
+	if err := a.throttleBulk(r, len(entries)); err != nil {
+		return err
+	}
 	res, err := a.cfg.Registry.Bulk(r.Context(), entries)
 	if err != nil {
 		return err

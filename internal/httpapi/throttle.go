@@ -15,7 +15,8 @@ import (
 func restClass(category, operation string) (c throttle.Class, quota, ok bool) {
 	switch category {
 	case diag.DeviceIdentityOperations:
-		return throttle.Registry, false, true
+		// A bulk call is charged one operation per device once its body is read (throttleBulk).
+		return throttle.Registry, false, operation != "bulk"
 	case diag.DeviceTelemetry:
 		return throttle.D2C, true, operation == "ingress"
 	case diag.C2DCommands:
@@ -104,4 +105,19 @@ func (a *API) countThrottled(c throttle.Class, err error) {
 	case errcode.IotHubQuotaExceeded:
 		m.Throttle.QuotaExceeded.WithLabelValues(c.String()).Inc()
 	}
+}
+
+// throttleBulk charges a bulk registry call of n devices to the identity registry rate, one
+// operation per device as IoT Hub counts it: the call waits as long as the last of n single
+// operations would, or gets 429001 (and changes nothing) when that one would be refused.
+func (a *API) throttleBulk(r *http.Request, n int) error {
+	th := a.cfg.Throttle
+	if th == nil {
+		return nil
+	}
+	err := th.Wait(r.Context(), throttle.Registry, max(n, 1))
+	if err != nil {
+		a.countThrottled(throttle.Registry, err)
+	}
+	return err
 }

@@ -142,7 +142,10 @@ func featureName(c Class) string {
 	return c.String()
 }
 
-// Reserve admits n units of class c (n is 1 except for [Methods], counted in 4 KB meters).
+// Reserve admits n units of class c (n is 1 except for [Methods], counted in 4 KB meters, and
+// bulk [Registry] calls, one unit per device). n units cost what n operations one after the
+// other would: the call waits as long as the last of them would, and is refused when the last
+// would be (then nothing is reserved).
 // It returns how long the operation must wait in the backlog (zero during the burst), or
 // 429001 ThrottlingException when the backlog is full. It never blocks.
 func (t *Throttler) Reserve(c Class, n int) (time.Duration, error) {

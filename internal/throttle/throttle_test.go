@@ -484,3 +484,89 @@ func TestDeviceLimitsCacheIsBounded(t *testing.T) {
 		t.Fatalf("%d limiters kept", n)
 	}
 }
+
+// TestBulkCostsOneOperationPerDevice: a bulk registry call of 100 devices (Reserve with n =
+// 100) is shaped and refused as the last of 100 single creates would be. S1 runs the registry
+// at 100/min; with a 30 s burst and a 30 s backlog an idle class admits 50 at once and queues
+// 50 more.
+func TestBulkCostsOneOperationPerDevice(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	mk := func() *Throttler {
+		th, err := New(Config{SKU: "S1", Burst: 30 * time.Second, Backlog: 30 * time.Second, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return th
+	}
+	bulk, singles := mk(), mk()
+	// lastOf100 makes 100 single reservations and returns the last one's outcome.
+	lastOf100 := func() (d time.Duration, err error) {
+		for range 100 {
+			d, err = singles.Reserve(Registry, 1)
+		}
+		return d, err
+	}
+	check := func(step string) {
+		t.Helper()
+		dw, errw := lastOf100()
+		db, errb := bulk.Reserve(Registry, 100)
+		if db != dw || code(errb) != code(errw) {
+			t.Fatalf("%s: bulk of 100 waits %v (%v); the 100th single create waits %v (%v)", step, db, errb, dw, errw)
+		}
+	}
+	check("idle") // 50 at once, 50 queued: the last waits the whole 30 s backlog
+	if d, err := bulk.Reserve(Registry, 1); code(err) != errcode.ThrottlingException {
+		t.Fatalf("one more after a full bulk: %v %v", d, err)
+	}
+	_, _ = singles.Reserve(Registry, 1)
+	check("backlog full") // 429001, and nothing is reserved
+	clk.Advance(24 * time.Second)
+	check("partly drained") // 40 of 100 fit: the bulk is refused as the 100th single is
+	// A refused bulk reserved nothing: what is left is still there for smaller calls.
+	for i := range 40 {
+		if _, err := bulk.Reserve(Registry, 1); err != nil {
+			t.Fatalf("single %d after the refused bulk: %v", i, err)
+		}
+	}
+	clk.Advance(time.Hour)
+	check("idle again")
+	// The rate holds over a long flood of bulk calls: 100/min plus the burst.
+	clk.Advance(time.Hour)
+	fresh := mk()
+	var admitted int
+	for range 600 { // a 100-device bulk every second for 10 minutes, 60 times the rate
+		clk.Advance(time.Second)
+		if _, err := fresh.Reserve(Registry, 100); err == nil {
+			admitted += 100
+		}
+	}
+	if admitted < 1000 || admitted > 1100 {
+		t.Fatalf("admitted %d devices in 10 minutes at 100/min", admitted)
+	}
+}
+
+// TestOversizeOperationOnIdleClass: a reservation worth more than the burst and the backlog
+// together passes when the class is idle, waits the backlog, and the operations after it pay.
+func TestOversizeOperationOnIdleClass(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	th, err := New(Config{SKU: "S1", Burst: time.Second, Backlog: time.Second, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := th.Reserve(Registry, 100); err != nil || d != time.Second {
+		t.Fatalf("oversize bulk on an idle class: %v %v", d, err)
+	}
+	if _, err := th.Reserve(Registry, 100); code(err) != errcode.ThrottlingException {
+		t.Fatalf("second oversize bulk: %v", err)
+	}
+	clk.Advance(58 * time.Second) // 100 operations at 100/min take 60 s: still 2 s in debt
+	if _, err := th.Reserve(Registry, 1); code(err) != errcode.ThrottlingException {
+		t.Fatalf("single op while the bulk is paid off: %v", err)
+	}
+	clk.Advance(2 * time.Second)
+	if d, err := th.Reserve(Registry, 1); err != nil || d != 0 {
+		t.Fatalf("after the bulk is paid off: %v %v", d, err)
+	}
+}
