@@ -29,6 +29,9 @@ func (h *Hub) openThrottle(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := h.deviceLimits.Join(ctx, h.Engine, throttle.JoinConfig{Node: h.NodeID}); err != nil {
+		return err
+	}
 	th, err := throttle.New(throttle.Config{SKU: s.SKU, Units: s.Units, Burst: s.Burst, Backlog: s.Backlog, Logger: log})
 	if err != nil || th == nil {
 		return err
@@ -46,8 +49,9 @@ func (h *Hub) openThrottle(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// closeThrottle withdraws this node from the hub's rate shares.
+// closeThrottle withdraws this node from the hub's rate shares and the device groups' totals.
 func (h *Hub) closeThrottle() {
+	h.deviceLimits.Close()
 	if h.Throttle != nil {
 		h.Throttle.Close()
 		h.Throttle = nil

@@ -24,7 +24,10 @@ type ThrottleSettings struct {
 	// DeviceMaxBytes caps each device's telemetry payload bytes per second. Zero means no cap.
 	DeviceMaxBytes float64
 	// DeviceGroups is a JSON array of caps for groups of devices chosen by a twin condition:
-	// [{"condition":"tags.fleet = 'sensors'","sends":5,"bytes":8192}]. The first match wins.
+	// [{"condition":"tags.fleet = 'sensors'","sends":50,"bytes":65536,"deviceSends":5,
+	// "deviceBytes":8192}]. sends and bytes cap the group's devices all together (across
+	// nodes); deviceSends and deviceBytes cap each of them, in place of DeviceMaxSends and
+	// DeviceMaxBytes. The first match wins.
 	DeviceGroups string
 }
 
@@ -67,7 +70,7 @@ func throttleSettings() []setting {
 			func(c *Config) *float64 { return &c.Throttle.DeviceMaxSends }),
 		num("device-max-bytes", "cap on each device's telemetry payload bytes per second (0: none; beyond IoT Hub)",
 			func(c *Config) *float64 { return &c.Throttle.DeviceMaxBytes }),
-		{name: "device-group-limits", usage: `per-device caps for groups chosen by a twin condition, JSON: [{"condition":"tags.fleet = 'x'","sends":5,"bytes":8192}]`,
+		{name: "device-group-limits", usage: `telemetry caps for groups of devices chosen by a twin condition, JSON: [{"condition":"tags.fleet = 'x'","sends":50,"bytes":65536,"deviceSends":5,"deviceBytes":8192}]; sends/bytes per second cap the whole group together, deviceSends/deviceBytes each of its devices (instead of --device-max-*); first match wins`,
 			set: func(c *Config, v string) error { c.Throttle.DeviceGroups = v; return nil },
 			get: func(c *Config) string { return c.Throttle.DeviceGroups }},
 		dur("throttle-burst", "how long an operation class may run over its rate before operations queue (traffic shaping), 1s to 10m",

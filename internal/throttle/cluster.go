@@ -43,7 +43,7 @@ func (t *Throttler) Join(ctx context.Context, eng *engine.Engine, cfg JoinConfig
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
-	b, err := eng.KV(ctx, engine.BucketConfig{Name: bucketName, Description: "throttle shares and daily quota", TTL: 48 * time.Hour})
+	b, err := openBucket(ctx, eng)
 	if err != nil {
 		return err
 	}
@@ -124,10 +124,7 @@ func (t *Throttler) setShares(me nodeState, nodes []nodeState) {
 		for _, ns := range nodes {
 			sum += ns.Demand[c]
 		}
-		share := 1 / n
-		if sum > 0 {
-			share = 0.1/n + 0.9*me.Demand[c]/sum
-		}
+		share := nodeShare(me.Demand[c], sum, n)
 		t.shares[c].Store(math.Float64bits(share))
 		t.lims[c].setRate(t.rates[c] * share)
 	}
@@ -139,4 +136,19 @@ func (t *Throttler) Share(c Class) float64 {
 		return 1
 	}
 	return math.Float64frombits(t.shares[c].Load())
+}
+
+// nodeShare is a node's share of a rate from its demand (mine) and the demand of every live
+// node (sum, over nodes nodes): 10 % of an even split plus 90 % of its part of the demand, or
+// an even split when nobody asked for anything. The shares of all nodes sum to one.
+func nodeShare(mine, sum, nodes float64) float64 {
+	if sum <= 0 {
+		return 1 / nodes
+	}
+	return 0.1/nodes + 0.9*mine/sum
+}
+
+// openBucket opens the engine bucket the throttles of every node share.
+func openBucket(ctx context.Context, eng *engine.Engine) (*engine.Bucket, error) {
+	return eng.KV(ctx, engine.BucketConfig{Name: bucketName, Description: "throttle shares and daily quota", TTL: 48 * time.Hour})
 }

@@ -13,14 +13,16 @@ import (
 )
 
 // Per-device limits go beyond IoT Hub, whose throttles are only for the whole hub: an operator
-// can cap what one device sends (messages and bytes per second), with other caps for groups of
-// devices chosen by a twin condition, so that one runaway device cannot use up the hub's rate
-// and starve the fleet. They shape like the hub's throttles (burst, then a backlog the device's
-// messages wait in, then 429001) and work with any --sku, unlimited included.
+// can cap what one device sends (messages and bytes per second), and what a group of devices
+// chosen by a twin condition sends all together, so that one runaway device, or a fleet of
+// them, cannot use up the hub's rate and starve everyone else. They shape like the hub's
+// throttles (burst, then a backlog the device's messages wait in, then 429001) and work with
+// any --sku, unlimited included. A message must fit both its device's cap and its group's.
 //
-// A device holds one MQTT connection in the whole cluster, so its limiter lives with the
+// A device holds one MQTT connection in the whole cluster, so its own limiter lives with the
 // connection, on the node that holds it: no engine round trip, and the limit is the device's
-// wherever it connects.
+// wherever it connects. A group's devices are spread over the nodes, so a group's total is
+// split between the nodes as the hub's rates are (cluster.go; group.go).
 
 // DeviceLimit caps one device's device-to-cloud traffic. Zero fields mean no cap.
 type DeviceLimit struct {
@@ -36,8 +38,23 @@ func (l DeviceLimit) zero() bool { return l.Sends <= 0 && l.Bytes <= 0 }
 // WHERE clause without WHERE, e.g. "tags.fleet = 'sensors'").
 type DeviceGroup struct {
 	Condition string `json:"condition"`
-	DeviceLimit
-	cond *query.Condition
+	// Sends and Bytes cap the group as a whole: what all its devices send together, on every
+	// node, per second. Zero means no total.
+	Sends float64 `json:"sends,omitempty"`
+	Bytes float64 `json:"bytes,omitempty"`
+	// DeviceSends and DeviceBytes cap each device of the group on its own, in place of the
+	// default per-device cap. Zero means no cap of that kind for the group's devices.
+	DeviceSends float64 `json:"deviceSends,omitempty"`
+	DeviceBytes float64 `json:"deviceBytes,omitempty"`
+	cond        *query.Condition
+}
+
+// Total returns the group's caps on all its devices together.
+func (g DeviceGroup) Total() DeviceLimit { return DeviceLimit{Sends: g.Sends, Bytes: g.Bytes} }
+
+// PerDevice returns the group's cap on each of its devices.
+func (g DeviceGroup) PerDevice() DeviceLimit {
+	return DeviceLimit{Sends: g.DeviceSends, Bytes: g.DeviceBytes}
 }
 
 // DeviceLimitsConfig configures [DeviceLimits].
@@ -56,7 +73,9 @@ type DeviceLimitsConfig struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// ParseDeviceGroups reads groups from JSON: [{"condition":"tags.fleet = 'x'","sends":5,"bytes":4096}].
+// ParseDeviceGroups reads groups from JSON:
+// [{"condition":"tags.fleet = 'x'","sends":50,"bytes":65536,"deviceSends":5}]: sends and bytes
+// for the group's total, deviceSends and deviceBytes for each of its devices.
 func ParseDeviceGroups(text string) ([]DeviceGroup, error) {
 	if text == "" {
 		return nil, nil
@@ -71,7 +90,7 @@ func ParseDeviceGroups(text string) ([]DeviceGroup, error) {
 			return nil, fmt.Errorf("device group %d: %w", i+1, err)
 		}
 		gs[i].cond = c
-		if gs[i].Sends < 0 || gs[i].Bytes < 0 {
+		if gs[i].Sends < 0 || gs[i].Bytes < 0 || gs[i].DeviceSends < 0 || gs[i].DeviceBytes < 0 {
 			return nil, fmt.Errorf("device group %d: negative limit", i+1)
 		}
 	}
@@ -80,7 +99,9 @@ func ParseDeviceGroups(text string) ([]DeviceGroup, error) {
 
 // DeviceLimits hands out per-device limiters. A nil *DeviceLimits limits nothing.
 type DeviceLimits struct {
-	cfg DeviceLimitsConfig
+	cfg    DeviceLimitsConfig
+	groups []*groupBudget // by group index; nil for a group without a total
+	share  sharedGroups   // how the group totals are split between the nodes (group.go)
 
 	mu    sync.Mutex
 	cache map[string]*DeviceLimiter // Cached's limiters, at most maxCached
@@ -115,7 +136,11 @@ func NewDeviceLimits(cfg DeviceLimitsConfig) (*DeviceLimits, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
-	return &DeviceLimits{cfg: cfg}, nil
+	d := &DeviceLimits{cfg: cfg, groups: make([]*groupBudget, len(cfg.Groups))}
+	for i, g := range cfg.Groups {
+		d.groups[i] = newGroupBudget(g, cfg.Burst, cfg.Backlog)
+	}
+	return d, nil
 }
 
 // Cached returns the limiter of a device sending over a connectionless protocol (HTTPS),
@@ -172,16 +197,17 @@ func (d *DeviceLimits) For(doc map[string]any) *DeviceLimiter {
 		return nil
 	}
 	l := d.cfg.Default
-	for _, g := range d.cfg.Groups {
+	var group *groupBudget
+	for i, g := range d.cfg.Groups {
 		if doc != nil && g.cond.Match(doc) {
-			l = g.DeviceLimit
+			l, group = g.PerDevice(), d.groups[i]
 			break
 		}
 	}
-	if l.zero() {
+	if l.zero() && group == nil {
 		return nil
 	}
-	dl := &DeviceLimiter{limit: l, now: d.cfg.Now, sleep: d.cfg.Sleep}
+	dl := &DeviceLimiter{limit: l, group: group, now: d.cfg.Now, sleep: d.cfg.Sleep}
 	if l.Sends > 0 {
 		dl.sends = newLimiter(l.Sends, d.cfg.Burst, d.cfg.Backlog)
 	}
@@ -195,11 +221,12 @@ func (d *DeviceLimits) For(doc map[string]any) *DeviceLimiter {
 type DeviceLimiter struct {
 	limit        DeviceLimit
 	sends, bytes *limiter
+	group        *groupBudget // the total of the device's group; nil: none
 	now          func() time.Time
 	sleep        func(ctx context.Context, d time.Duration) error
 }
 
-// Limit returns the device's caps.
+// Limit returns the device's own caps (not its group's total).
 func (dl *DeviceLimiter) Limit() DeviceLimit {
 	if dl == nil {
 		return DeviceLimit{}
@@ -207,27 +234,58 @@ func (dl *DeviceLimiter) Limit() DeviceLimit {
 	return dl.limit
 }
 
+// Group returns the condition of the device's group when the group has a total, or "".
+func (dl *DeviceLimiter) Group() string {
+	if dl == nil || dl.group == nil {
+		return ""
+	}
+	return dl.group.cond
+}
+
 // Reserve admits one message of size bytes and returns how long it must wait, or 429001 when
-// the device's backlog is full.
+// the device's backlog, or its group's, is full. A refused message reserves nothing.
 func (dl *DeviceLimiter) Reserve(size int) (time.Duration, error) {
 	if dl == nil {
 		return 0, nil
 	}
 	now := dl.now().UnixNano()
-	var wait time.Duration
-	if dl.sends != nil {
-		w, ok := dl.sends.reserve(now, 1)
-		if !ok {
-			return 0, dl.refuse("messages", dl.limit.Sends)
+	var (
+		wait  time.Duration
+		taken [4]struct {
+			l *limiter
+			n int
 		}
-		wait = w
-	}
-	if dl.bytes != nil && size > 0 {
-		w, ok := dl.bytes.reserve(now, size)
-		if !ok {
-			return 0, dl.refuse("bytes", dl.limit.Bytes)
+		nTaken int
+	)
+	try := func(l *limiter, n int) bool {
+		if l == nil || n <= 0 {
+			return true
 		}
+		w, ok := l.reserve(now, n)
+		if !ok {
+			for _, t := range taken[:nTaken] {
+				t.l.release(t.n)
+			}
+			return false
+		}
+		taken[nTaken].l, taken[nTaken].n = l, n
+		nTaken++
 		wait = max(wait, w)
+		return true
+	}
+	if !try(dl.sends, 1) {
+		return 0, dl.refuse("messages", dl.limit.Sends)
+	}
+	if !try(dl.bytes, size) {
+		return 0, dl.refuse("bytes", dl.limit.Bytes)
+	}
+	if g := dl.group; g != nil {
+		if !try(g.sends, 1) {
+			return 0, g.refuse("messages", g.limit.Sends)
+		}
+		if !try(g.bytes, size) {
+			return 0, g.refuse("bytes", g.limit.Bytes)
+		}
 	}
 	return wait, nil
 }

@@ -78,3 +78,13 @@ func (l *limiter) takeDemand() float64 {
 	l.mu.Unlock()
 	return d
 }
+
+// release gives back n units reserved by the last reserve, when an operation that needs
+// several limiters is refused by a later one.
+func (l *limiter) release(n int) {
+	l.mu.Lock()
+	if l.interval > 0 {
+		l.tat -= int64(l.interval * float64(n))
+	}
+	l.mu.Unlock()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -419,12 +420,15 @@ func BenchmarkReserveUnlimited(b *testing.B) {
 
 func TestDeviceLimitsAndGroups(t *testing.T) {
 	t.Parallel()
-	groups, err := ParseDeviceGroups(`[{"condition":"tags.fleet = 'noisy'","sends":1},{"condition":"tags.fleet = 'big'","bytes":1000}]`)
+	groups, err := ParseDeviceGroups(`[{"condition":"tags.fleet = 'noisy'","deviceSends":1},{"condition":"tags.fleet = 'big'","deviceBytes":1000}]`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ParseDeviceGroups(`[{"condition":"tags.fleet = "}]`); err == nil {
 		t.Fatal("a bad condition was accepted")
+	}
+	if _, err := ParseDeviceGroups(`[{"condition":"tags.a = 1","deviceBytes":-1}]`); err == nil {
+		t.Fatal("a negative cap was accepted")
 	}
 	clk := &fakeClock{t: time.Unix(1e9, 0)}
 	dl, err := NewDeviceLimits(DeviceLimitsConfig{Default: DeviceLimit{Sends: 10}, Groups: groups, Burst: time.Second, Backlog: time.Second, Now: clk.Now})
@@ -436,6 +440,9 @@ func TestDeviceLimitsAndGroups(t *testing.T) {
 	other := dl.For(nil)
 	if noisy.Limit() != (DeviceLimit{Sends: 1}) || big.Limit() != (DeviceLimit{Bytes: 1000}) || other.Limit() != (DeviceLimit{Sends: 10}) {
 		t.Fatalf("limits %v %v %v", noisy.Limit(), big.Limit(), other.Limit())
+	}
+	if noisy.Group() != "" {
+		t.Fatalf("a group without a total has a budget: %q", noisy.Group())
 	}
 	// noisy: 1/s, 1 s burst and 1 s backlog: one at once, one queued, then 429001.
 	if d, err := noisy.Reserve(10); d != 0 || err != nil {
@@ -463,6 +470,156 @@ func TestDeviceLimitsAndGroups(t *testing.T) {
 	var nl *DeviceLimiter
 	if err := nl.Wait(context.Background(), 1); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeviceGroupTotal: a group's "sends" and "bytes" cap all its devices together. 100 devices
+// of a group capped at 10 messages/s (1 s burst, 1 s backlog) get 10 messages through at once
+// and 10 queued between them, then 429001, however the messages are spread over the devices;
+// a device outside the group is not affected, and each device's own cap still applies.
+func TestDeviceGroupTotal(t *testing.T) {
+	t.Parallel()
+	// The JSON of before keeps parsing: "sends" and "bytes" are now the group's total.
+	groups, err := ParseDeviceGroups(`[{"condition":"tags.fleet = 'noisy'","sends":10,"deviceSends":2},{"condition":"tags.fleet = 'cams'","bytes":1000}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	dl, err := NewDeviceLimits(DeviceLimitsConfig{Default: DeviceLimit{Sends: 100}, Groups: groups, Burst: time.Second, Backlog: time.Second, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := func(name string) map[string]any { return map[string]any{"tags": map[string]any{"fleet": name}} }
+	var devs []*DeviceLimiter
+	for range 100 {
+		devs = append(devs, dl.For(fleet("noisy")))
+	}
+	if devs[0].Group() != "tags.fleet = 'noisy'" || devs[0].Limit() != (DeviceLimit{Sends: 2}) {
+		t.Fatalf("group %q, per-device %v", devs[0].Group(), devs[0].Limit())
+	}
+	var now, queued, refused int
+	for i, d := range devs {
+		w, err := d.Reserve(10)
+		switch {
+		case err == nil && w == 0:
+			now++
+		case err == nil:
+			queued++
+		case code(err) == errcode.ThrottlingException:
+			refused++
+			if !strings.Contains(err.Error(), "device group") {
+				t.Fatalf("device %d: %v", i, err)
+			}
+		default:
+			t.Fatal(err)
+		}
+	}
+	if now != 10 || queued != 10 || refused != 80 {
+		t.Fatalf("100 devices of a group capped at 10/s: %d at once, %d queued, %d refused; want 10, 10, 80", now, queued, refused)
+	}
+	outside := dl.For(nil)
+	for range 50 {
+		if w, err := outside.Reserve(10); w != 0 || err != nil {
+			t.Fatalf("a device outside the group: %v %v", w, err)
+		}
+	}
+	// The group refused device 99's message: its own cap was not charged for it. After the
+	// group drains, the device's own cap (2/s: 2 at once, 2 queued) applies below the group's.
+	clk.Advance(10 * time.Second)
+	d := devs[99]
+	for i := range 4 {
+		if _, err := d.Reserve(10); err != nil {
+			t.Fatalf("message %d of a device under both caps: %v", i, err)
+		}
+	}
+	if _, err := d.Reserve(10); code(err) != errcode.ThrottlingException || strings.Contains(err.Error(), "device group") {
+		t.Fatalf("over the device's own cap: %v", err)
+	}
+	// Bytes: the cams group shares 1000 bytes/s; two 1000-byte messages from two cameras pass
+	// (the second waits a second), a third from a third camera is refused.
+	cams := []*DeviceLimiter{dl.For(fleet("cams")), dl.For(fleet("cams")), dl.For(fleet("cams"))}
+	if w, err := cams[0].Reserve(1000); w != 0 || err != nil {
+		t.Fatal(w, err)
+	}
+	if w, err := cams[1].Reserve(1000); w != time.Second || err != nil {
+		t.Fatal(w, err)
+	}
+	if _, err := cams[2].Reserve(1000); code(err) != errcode.ThrottlingException {
+		t.Fatal(err)
+	}
+	// Default per-device cap does not apply in a group that sets none of its own.
+	if cams[0].Limit() != (DeviceLimit{}) {
+		t.Fatalf("cams per-device cap %v", cams[0].Limit())
+	}
+}
+
+// TestDeviceGroupTotalAcrossNodes runs a group's devices on two nodes of one nats-server: each
+// node has its own DeviceLimits, and their devices share the group's total of 100 messages/s.
+// The load is uneven (node a's devices offer 1000/s, node b's 250/s), and the total admitted
+// rate across both nodes stays within 3 % of the cap.
+func TestDeviceGroupTotalAcrossNodes(t *testing.T) {
+	t.Parallel()
+	x := enginetest.StartExternal(t)
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)}
+	groups := `[{"condition":"tags.fleet = 'noisy'","sends":100}]`
+	doc := map[string]any{"tags": map[string]any{"fleet": "noisy"}}
+	var nodes []*DeviceLimits
+	var devs [][]*DeviceLimiter
+	for i := range 2 {
+		gs, err := ParseDeviceGroups(groups)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl, err := NewDeviceLimits(DeviceLimitsConfig{Groups: gs, Burst: time.Second, Backlog: time.Second, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dl.Join(ctx, x.Connect(t), JoinConfig{Node: string(rune('a' + i)), Interval: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		defer dl.Close()
+		nodes = append(nodes, dl)
+		var ds []*DeviceLimiter
+		for range 50 {
+			ds = append(ds, dl.For(doc))
+		}
+		devs = append(devs, ds)
+	}
+	const warmup, seconds = 20, 120
+	end := clk.Now().Add(seconds * time.Second)
+	var admitted int
+	for ms := range seconds * 1000 {
+		clk.Advance(time.Millisecond)
+		for n := range nodes {
+			if n == 1 && ms%4 != 0 {
+				continue
+			}
+			d, err := devs[n][ms%50].Reserve(100)
+			if err == nil && ms >= warmup*1000 && clk.Now().Add(d).Before(end) {
+				admitted++
+			}
+		}
+		if ms%1000 == 999 {
+			for _, dl := range nodes {
+				dl.Rebalance(ctx)
+			}
+		}
+	}
+	got := float64(admitted) / (seconds - warmup)
+	t.Logf("two nodes: the group admitted %.2f/s of 100/s", got)
+	if math.Abs(got-100)/100 > 0.03 {
+		t.Errorf("the group admitted %.1f/s across two nodes, want 100/s within 3%%", got)
+	}
+	sa, sb := nodes[0].GroupShare("sends", "tags.fleet = 'noisy'"), nodes[1].GroupShare("sends", "tags.fleet = 'noisy'")
+	if math.Abs(sa+sb-1) > 0.01 || sa <= sb {
+		t.Errorf("shares %v and %v", sa, sb)
+	}
+	// A node that leaves gives its share back.
+	nodes[1].Close()
+	nodes[0].Rebalance(ctx)
+	if s := nodes[0].GroupShare("sends", "tags.fleet = 'noisy'"); s != 1 {
+		t.Errorf("share alone: %v", s)
 	}
 }
 
