@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,9 +161,10 @@ func TestCLIFilesReadsUploadsAndNotifications(t *testing.T) {
 	}
 }
 
-// Two nodes on one NATS cluster: the device's limit and its uploads are the cluster's, the
-// notification is readable from either node, and a built-in blob is read through the node that
-// holds it.
+// Two nodes on one NATS cluster behind one host name, as behind a load balancer: the device's
+// limit and its uploads are the cluster's, the blocks of one blob go through both nodes'
+// listeners in turn, the commit through one, and the blob reads the same through either; the
+// notification is readable from either node.
 func TestFileUploadsAcrossNodes(t *testing.T) {
 	t.Parallel()
 	ext := enginetest.StartExternal(t)
@@ -195,30 +198,62 @@ func TestFileUploadsAcrossNodes(t *testing.T) {
 	if s, _ := devB.initiate(t, "eleventh"); s != 403 {
 		t.Fatalf("11th upload through the other node: %d", s)
 	}
-	// Uploaded through node a, notified through node b.
-	if s, body := devA.upload(t, sts[0], []byte("hello")); s != 201 {
-		t.Fatalf("upload: %d %s", s, body)
+	// Six blocks of 300 KB, each through the other node than the one before, committed
+	// through node a.
+	st := sts[0]
+	blobPath := "/" + st.ContainerName + "/" + st.BlobName + st.SASToken
+	var want []byte
+	var list strings.Builder
+	list.WriteString(`<?xml version="1.0" encoding="utf-8"?><BlockList>`)
+	for i := 0; i < 6; i++ {
+		block := bytes.Repeat([]byte{byte('a' + i)}, 300_000)
+		want = append(want, block...)
+		id := base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("block-%04d", i)))
+		list.WriteString("<Latest>" + id + "</Latest>")
+		d := []*deviceHTTP{devA, devB}[i%2]
+		if s, _, body := d.do(t, "PUT", blobPath+"&comp=block&blockid="+url.QueryEscape(id), nil, block); s != 201 {
+			t.Fatalf("put block %d through node %d: %d %s", i, i%2, s, body)
+		}
 	}
-	if s := devB.notify(t, sts[0].CorrelationID, true); s != 204 {
+	list.WriteString("</BlockList>")
+	if s, _, body := devA.do(t, "PUT", blobPath+"&comp=blocklist", map[string]string{"Content-Type": "application/xml"}, []byte(list.String())); s != 201 {
+		t.Fatalf("put block list: %d %s", s, body)
+	}
+	// Read through node b, with a read SAS (Get Blob Properties, then a range across blocks).
+	rsas := b.Blobs.ReadSAS(st.BlobName, time.Now().Add(time.Hour))
+	readPath := "/" + st.ContainerName + "/" + st.BlobName + rsas
+	if s, h, _ := devB.do(t, "HEAD", readPath, nil, nil); s != 200 || h.Get("Content-Length") != fmt.Sprint(len(want)) {
+		t.Fatalf("properties through node b: %d %v", s, h)
+	}
+	if s, _, body := devB.do(t, "GET", readPath, map[string]string{"x-ms-range": "bytes=299990-900009"}, nil); s != 206 || !bytes.Equal(body, want[299_990:900_010]) {
+		t.Fatalf("range through node b: %d, %d bytes", s, len(body))
+	}
+	if s := devB.notify(t, st.CorrelationID, true); s != 204 {
 		t.Fatalf("notify through the other node: %d", s)
 	}
 	if s, _ := devB.initiate(t, "eleventh"); s != 200 {
 		t.Fatalf("the completed upload still counts: %d", s)
 	}
-	out, errs, code := run(t, "files", "notifications", "--data-dir="+dirB)
-	if code != 0 || !strings.Contains(out, "roam/f0") {
-		t.Fatalf("notification through node b: %d %s %s", code, out, errs)
+	out, errs, code := run(t, "files", "notifications", "--output", "json", "--data-dir="+dirA)
+	if code != 0 || !strings.Contains(out, "roam/f0") || !strings.Contains(out, fmt.Sprintf(`"blobSizeInBytes": %d`, len(want))) {
+		t.Fatalf("notification through node a: %d %s %s", code, out, errs)
 	}
-	// Node b lists the file and says where it is; node a serves it.
-	out, _, code = run(t, "files", "list", "--data-dir="+dirB, "--output", "json")
-	if code != 0 || !strings.Contains(out, a.NodeID) {
-		t.Fatalf("list through node b: %d %s", code, out)
+	// Both nodes list and serve the file; neither holds it.
+	for _, dir := range []string{dirA, dirB} {
+		out, _, code = run(t, "files", "list", "--data-dir="+dir, "--output", "json")
+		if code != 0 || !strings.Contains(out, "roam/f0") || strings.Contains(out, `"node"`) {
+			t.Fatalf("list through %s: %d %s", dir, code, out)
+		}
+		out, errs, code = run(t, "files", "get", "roam/f0", "--out", "-", "--data-dir="+dir)
+		if code != 0 || out != string(want) {
+			t.Fatalf("get through %s: %d, %d bytes, %s", dir, code, len(out), errs)
+		}
 	}
-	_, errs, code = run(t, "files", "get", "roam/f0", "--out", "-", "--data-dir="+dirB)
-	if code != 1 || !strings.Contains(errs, a.NodeID) {
-		t.Fatalf("get through node b: %d %s", code, errs)
+	// A Put Blob through node b is read through node a.
+	if s, body := devB.upload(t, sts[1], []byte("hello")); s != 201 {
+		t.Fatalf("upload: %d %s", s, body)
 	}
-	out, errs, code = run(t, "files", "get", "roam/f0", "--out", "-", "--data-dir="+dirA)
+	out, errs, code = run(t, "files", "get", "roam/f1", "--out", "-", "--data-dir="+dirA)
 	if code != 0 || out != "hello" {
 		t.Fatalf("get through node a: %d %q %s", code, out, errs)
 	}

@@ -55,21 +55,17 @@ func (h *Hub) openUploads(ctx context.Context) error {
 				host = net.JoinHostPort(host, port)
 			}
 		}
+		// The content is in the engine; <data-dir>/blobs is where versions before it kept
+		// content, imported on the first start with this one.
 		h.Blobs, err = blob.OpenLocal(ctx, blob.LocalConfig{
-			Dir: filepath.Join(cfg.DataDir, "blobs"), Index: ix, Account: strings.ToLower(hubName(cfg.HostName)),
-			Container: cfg.BlobContainer, Host: host, NodeID: h.NodeID, Sync: cfg.Sync == "always", Logger: h.log,
+			Engine: h.Engine, Dir: filepath.Join(cfg.DataDir, "blobs"), Index: ix, Account: strings.ToLower(hubName(cfg.HostName)),
+			Container: cfg.BlobContainer, Host: host, NodeID: h.NodeID, Logger: h.log,
 		})
 		if err != nil {
 			return fmt.Errorf("blob store: %w", err)
 		}
 		h.Blobs.StartGC(time.Hour)
 		store = h.Blobs
-		if len(cfg.NATSURLs) > 0 && cfg.BlobHost == "" {
-			// The bytes of a built-in blob stay on the node that received them: with several
-			// nodes behind one name, an upload's blocks could land on different nodes.
-			h.log.Warn("file uploads go to this node's data dir; when several nodes share this cluster behind one name, " +
-				"give each node --blob-host naming itself, or use --blob-connection-string")
-		}
 	}
 	var queue *upload.Queue
 	if cfg.FileUploadNotifications {
@@ -100,7 +96,7 @@ func (h *Hub) closeUploads() {
 // uploadsDesc says where file uploads go, for the start-up banner.
 func (h *Hub) uploadsDesc() string {
 	if h.Blobs != nil {
-		return "built-in blob store in " + filepath.Join(h.Config.DataDir, "blobs") + " at " + h.Blobs.URI("")
+		return "built-in blob store (in the engine) at " + h.Blobs.URI("")
 	}
 	if acct, err := blob.ParseConnectionString(h.Config.BlobConnectionString); err == nil {
 		return "storage account " + acct.HostName() + ", container " + h.Config.BlobContainer

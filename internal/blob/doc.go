@@ -8,16 +8,18 @@
 // node issued; an external account's tokens are signed with its own key, as IoT Hub does.
 //
 //	ix, _ := blob.OpenIndex(ctx, eng)
-//	st, _ := blob.OpenLocal(ctx, blob.LocalConfig{Dir: "roost-data/blobs", Index: ix, Account: "myhub",
-//		Container: "fileupload", Host: "myhub.local", NodeID: "node-1"})
+//	st, _ := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "myhub",
+//		Container: "fileupload", Host: "myhub.local"})
 //	g := st.Grant("dev1/photo.jpg", time.Now().Add(time.Hour)) // hostName, containerName, sasToken
 //	_ = st.Authorize(r.URL.Query(), "dev1/photo.jpg", blob.PermWrite, ip)
 //	_, _ = st.StageBlock(ctx, "dev1/photo.jpg", id, r.Body, r.ContentLength, nil)
 //	p, _ := st.CommitBlockList(ctx, "dev1/photo.jpg", refs, blob.Headers{}, blob.Conditions{})
 //
-// Writes are atomic: blocks and whole blobs are written to temporary files and renamed into
-// place, and a committed version becomes visible only when the engine-held [Index] names it.
-// Uncommitted blocks are removed a day after they were written ([Local.GC]).
+// The built-in store keeps everything in the engine (content in a stream of chunks, uncommitted
+// blocks in a staging bucket, committed versions in the [Index]), so every node of a cluster
+// serves every blob, whichever nodes its blocks went through. Writes are atomic: a committed
+// version becomes visible only when its index entry is written, with compare-and-set. Uncommitted
+// blocks are removed a day after they were written ([Local.GC]). [Local] explains the layout.
 //
 // Every operation returns an [*errcode.Error] whose cause is a [*StorageError]: the blob endpoint
 // answers with the Blob service's status and error code, diagnostic records keep a six-digit

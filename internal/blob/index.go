@@ -32,10 +32,16 @@ type Props struct {
 	ContentMD5         []byte            `json:"contentMD5,omitempty"`
 	Metadata           map[string]string `json:"metadata,omitempty"`
 
-	// Node is the node whose data dir holds the bytes (built-in store); empty for a blob in an
-	// external account.
-	Node string `json:"node,omitempty"`
-	// Version names the data directory of this commit (built-in store).
+	// Blocks are the engine objects of the content, in order (built-in store), when there are
+	// at most a few hundred of them.
+	Blocks []Extent `json:"blocks,omitempty"`
+	// Manifest, for a longer block list, is the object that lists Blocks instead.
+	Manifest *Extent `json:"manifest,omitempty"`
+
+	// Node and Version were set by Roost versions that kept built-in blobs in a node's data dir:
+	// the node whose dir holds the content, and its directory there. That node imports the
+	// content into the engine when it starts with this version and clears both.
+	Node    string `json:"node,omitempty"`
 	Version string `json:"version,omitempty"`
 	// URI is the blob's URL as devices see it.
 	URI string `json:"uri"`

@@ -1,7 +1,6 @@
 package blob
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5" //nolint:gosec // Content-MD5 is the Blob service's integrity check, not a security measure
@@ -12,13 +11,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -32,70 +28,86 @@ const (
 	DefaultMaxBlockSize   = 100 << 20
 	DefaultMaxPutBlobSize = 256 << 20
 	DefaultBlockTTL       = 24 * time.Hour
+	// ReplacedGrace is how long the content of a replaced version stays readable, so that reads
+	// which started before a commit finish with the bytes they started with.
+	ReplacedGrace = time.Hour
 )
 
 // LocalConfig configures the built-in store.
 type LocalConfig struct {
-	// Dir is where the store keeps its files (<data-dir>/blobs).
-	Dir string
+	// Engine holds everything the store keeps: blocks, committed content, the staging area.
+	Engine *engine.Engine
 	// Index is the engine-held blob index.
 	Index *Index
+	// Dir is where Roost versions before 0.2 kept blob content on disk (<data-dir>/blobs). Blobs
+	// found there that the index says this node holds are imported into the engine when the store
+	// opens, and the directory is removed. Empty skips the import.
+	Dir string
 	// Account is the account name in the SAS canonical resource (the hub's name).
 	Account string
 	// Container is the one container the store serves.
 	Container string
-	// Host is the hostName devices are given: host[:port] of this node's HTTPS listener.
+	// Host is the hostName devices are given: host[:port] of the hub's HTTPS listener.
 	Host string
-	// NodeID names this node in the index, so other nodes know where a blob's bytes are.
+	// NodeID names this node (for log lines).
 	NodeID string
-	// Sync makes a commit fsync the blob before it becomes visible.
-	Sync bool
 	// MaxBlockSize is the largest Put Block body in bytes. Zero means 100 MiB.
 	MaxBlockSize int64
 	// MaxPutBlobSize is the largest Put Blob body in bytes. Zero means 256 MiB.
 	MaxPutBlobSize int64
 	// BlockTTL is how long an uncommitted block is kept. Zero means a day.
 	BlockTTL time.Duration
+	// ChunkSize is the size in bytes of the engine messages content is stored in. Zero means
+	// 256 KiB.
+	ChunkSize int
 	// Now returns the current time. Nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
 }
 
-// Local is the built-in Azure-Blob-compatible store: blobs are files in the data dir, made
-// visible atomically, listed in the engine-held [Index].
+// Local is the built-in Azure-Blob-compatible store. Everything it keeps is in the engine, so
+// every node of a cluster serves every blob: a device may send each block of an upload to a
+// different node, commit through a third and read through a fourth.
 //
-// Layout under Dir (every path component below Dir is made by the store, never taken from a
-// request, so no blob name can reach outside its own place):
+// What is where (all in the engine):
 //
-//	staging/<hash>/<hex block id>   uncommitted blocks of the blob whose name hashes to <hash>
-//	data/<hash>/<version>/<n>       the n-th block (000000, 000001...) of one committed version
-//	data/<hash>/<version>/meta.json its name and committed block list
-//	tmp/<random>/                   a version being assembled
+//	stream blobdata     content: objects cut into chunks (blobdata.<object>.<n>), one object per
+//	                    staged block, per Put Blob, and per large block list
+//	bucket blobs        the index: i.<container>.<device>.<hash> -> [Props], naming the objects
+//	                    of the committed version in order (inline, or in a block-list object)
+//	bucket blobstaging  s.<hash>.<hex block id>.<object>  an uncommitted block
+//	                    g.<hash>                           the blob's staging limits (id length, count)
+//	                    t.<object>                         an object to delete after a time
 //
-// A commit hard-links the blocks it names into a new directory under tmp/ (no byte is copied,
-// so committing 100 MB costs as much as committing 1 KB), renames the directory into data/
-// (atomic on one file system) and then writes the index entry that names it; only then can a
-// reader find it. A crash at any point leaves either the old version visible or the new one,
-// and at worst an orphan directory that [Local.GC] removes. A replaced version stays on disk for
-// an hour, so reads that started before the commit finish; GC removes it after that.
+// <hash> is a digest of the container and blob name: no part of a client-chosen name becomes a
+// key or a path.
+//
+// A Put Block writes its object, then its staging key; a block whose body stops halfway never
+// gets one, so no commit can see it. A commit writes the index entry with compare-and-set on the
+// revision it read, and that write is the moment the new version becomes visible: a reader
+// sees the old version's objects or the new one's, never a mix, and a commit copies no byte
+// (committing 100 MB costs as much as committing 1 KB). Commits of one blob through two nodes
+// at once are ordered by that compare-and-set; the loser starts over on the winner's version.
+//
+// Deletion goes through t.<object> entries: an object is deleted once its entry's time has
+// passed and neither the blob's current version nor a staging key names it. An object being
+// written has an entry a day ahead (a writer that crashes leaves garbage for a day, never a
+// hole), discarded uncommitted blocks one due at once, a replaced version's objects one due in
+// [ReplacedGrace].
 type Local struct {
-	cfg LocalConfig
-	key []byte
-	log *slog.Logger
+	cfg     LocalConfig
+	key     []byte
+	log     *slog.Logger
+	objs    *engine.Objects
+	staging *engine.Bucket
 
-	mu    sync.Mutex
-	locks map[string]*blobLock // per blob hash, held during a commit
-	stop  chan struct{}        // closes the garbage collector
-	wg    sync.WaitGroup
-}
-
-type blobLock struct {
 	mu   sync.Mutex
-	refs int
+	stop chan struct{} // closes the garbage collector
+	wg   sync.WaitGroup
 }
 
-// OpenLocal opens the built-in store, creating its directories and, on first use in the
-// engine, the account key.
+// OpenLocal opens the built-in store, creating its engine state on first use and, on first use
+// in the engine, the account key. It imports blobs an older version left in cfg.Dir.
 func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	if cfg.MaxBlockSize <= 0 {
 		cfg.MaxBlockSize = DefaultMaxBlockSize
@@ -109,21 +121,41 @@ func OpenLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Engine == nil || cfg.Index == nil {
+		return nil, errors.New("blob: the built-in store needs an engine and an index")
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	for _, d := range []string{"staging", "data", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("blob: %w", err)
-		}
 	}
 	key, err := cfg.Index.AccountKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Local{cfg: cfg, key: key, log: log.With("component", "blob"), locks: map[string]*blobLock{}}, nil
+	objs, err := cfg.Engine.Objects(ctx, engine.ObjectsConfig{Name: dataStream, Description: "file upload blob content",
+		ChunkSize: cfg.ChunkSize})
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	staging, err := cfg.Engine.KV(ctx, engine.BucketConfig{Name: stagingBucket,
+		Description: "file upload blobs: uncommitted blocks and content to delete"})
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	l := &Local{cfg: cfg, key: key, log: log.With("component", "blob"), objs: objs, staging: staging}
+	if cfg.Dir != "" {
+		if err := l.importLegacy(ctx); err != nil {
+			return nil, fmt.Errorf("blob: import %s: %w", cfg.Dir, err)
+		}
+	}
+	return l, nil
 }
+
+// dataStream is the engine stream of blob content; stagingBucket the bucket of the staging area.
+const (
+	dataStream    = "blobdata"
+	stagingBucket = "blobstaging"
+)
 
 // Container returns the container the store serves.
 func (l *Local) Container() string { return l.cfg.Container }
@@ -184,34 +216,7 @@ func (c Conditions) check(cur Props, exists bool) error {
 	return nil
 }
 
-// lock serialises commits of one blob on this node.
-func (l *Local) lock(h string) func() {
-	l.mu.Lock()
-	bl := l.locks[h]
-	if bl == nil {
-		bl = &blobLock{}
-		l.locks[h] = bl
-	}
-	bl.refs++
-	l.mu.Unlock()
-	bl.mu.Lock()
-	return func() {
-		bl.mu.Unlock()
-		l.mu.Lock()
-		if bl.refs--; bl.refs == 0 {
-			delete(l.locks, h)
-		}
-		l.mu.Unlock()
-	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// newVersion makes an ETag that also names a version's directory: 0x and 20 hex digits, from
+// newVersion makes an ETag: 0x and 20 hex digits, from
 // the clock and randomness so two commits never share one.
 func (l *Local) newVersion() string {
 	var b [2]byte
@@ -219,11 +224,8 @@ func (l *Local) newVersion() string {
 	return fmt.Sprintf("0x%016X%02X%02X", l.cfg.Now().UnixNano(), b[0], b[1])
 }
 
-// writers buffer staged blocks on their way to the disk, in writes of 1 MiB.
-var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
-
-// trackedWriter remembers its writer's error, so a failed copy can tell the disk's failure from
-// the client's.
+// trackedWriter remembers its writer's error, so a failed copy can tell the engine's failure
+// from the client's.
 type trackedWriter struct {
 	w   io.Writer
 	err error
@@ -259,192 +261,292 @@ func bodyError(err error) error {
 	return Fail(http.StatusBadRequest, CodeIncompleteBody, "The request body is shorter than its Content-Length; nothing was stored.")
 }
 
-// StageBlock stores an uncommitted block of exactly size bytes read from body. With
-// wantMD5 set, the block must hash to it (Content-MD5). It returns the block's MD5 when one was
-// asked for. Until its rename into place the block is a temporary file, so a block whose body
-// stops halfway is never seen by a commit.
-func (l *Local) StageBlock(_ context.Context, name string, id []byte, body io.Reader, size int64, wantMD5 []byte) ([]byte, error) {
+// StageBlock stores an uncommitted block of exactly size bytes read from body. With wantMD5
+// set, the block must hash to it (Content-MD5). It returns the block's MD5 when one was asked
+// for. The block is streamed into the engine a chunk at a time, never held whole; it becomes
+// visible to a commit only once all of it is stored.
+func (l *Local) StageBlock(ctx context.Context, name string, id []byte, body io.Reader, size int64, wantMD5 []byte) ([]byte, error) {
 	if size > l.cfg.MaxBlockSize {
 		return nil, Fail(http.StatusRequestEntityTooLarge, CodeRequestBodyTooLarge,
 			"The request body is too large and exceeds the maximum permissible limit of %d bytes.", l.cfg.MaxBlockSize)
 	}
 	h := nameHash(l.cfg.Container, name)
-	dir := filepath.Join(l.cfg.Dir, "staging", h)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, internal(err, "could not store the block")
-	}
-	if err := checkStaged(dir, len(id)); err != nil {
+	if err := l.reserve(ctx, h, len(id)); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if errors.Is(err, fs.ErrNotExist) {
-		// A commit of this blob removed its staging directory just now; make it again.
-		if err = os.MkdirAll(dir, 0o700); err == nil {
-			f, err = os.CreateTemp(dir, ".tmp-*")
-		}
-	}
-	if err != nil {
-		return nil, internal(err, "could not store the block")
-	}
-	tmp := f.Name()
-	defer func() {
-		if tmp != "" {
-			_ = os.Remove(tmp)
-		}
-	}()
-	// A TLS body arrives a record (16 KiB) at a time; gather it into large writes (the upload
-	// benchmark gains about a third).
-	bw := writers.Get().(*bufio.Writer)
-	bw.Reset(f)
-	defer func() { bw.Reset(nil); writers.Put(bw) }()
 	var sum hash.Hash
-	dst := &trackedWriter{w: bw}
-	var w io.Writer = dst
 	if wantMD5 != nil {
 		sum = md5.New() //nolint:gosec // see import
-		w = io.MultiWriter(dst, sum)
 	}
-	if err := copyExactly(w, body, size); err != nil {
-		_ = f.Close()
-		if dst.err != nil {
-			return nil, internal(dst.err, "could not store the block")
-		}
-		return nil, bodyError(err)
-	}
-	if err := bw.Flush(); err != nil {
-		_ = f.Close()
-		return nil, internal(err, "could not store the block")
-	}
-	if l.cfg.Sync {
-		if err := f.Sync(); err != nil {
-			_ = f.Close()
-			return nil, internal(err, "could not store the block")
-		}
-	}
-	if err := f.Close(); err != nil {
-		return nil, internal(err, "could not store the block")
+	ext, err := l.writeObject(ctx, name, body, size, sum)
+	if err != nil {
+		return nil, err
 	}
 	var got []byte
 	if sum != nil {
 		got = sum.Sum(nil)
 		if !bytes.Equal(got, wantMD5) {
+			l.dropObjects(ctx, ext.Obj)
 			return nil, Fail(http.StatusBadRequest, CodeMd5Mismatch, "The MD5 value specified in the request did not match with the MD5 value calculated by the server.")
 		}
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, hex.EncodeToString(id))); err != nil {
+	ext.ID = hex.EncodeToString(id)
+	sb := stagedBlock{Container: l.cfg.Container, Name: name, Extent: ext, Staged: l.cfg.Now().UTC()}
+	data, _ := json.Marshal(sb)
+	if _, err := l.staging.Put(ctx, stagedKey(h, ext.ID, ext.Obj), data); err != nil {
+		l.dropObjects(ctx, ext.Obj)
 		return nil, internal(err, "could not store the block")
 	}
-	tmp = ""
+	l.keep(ctx, ext.Obj)
 	return got, nil
 }
 
-// checkStaged enforces the limits on a blob's uncommitted blocks: at most
-// MaxUncommittedBlocks, and all ids of one length.
-func checkStaged(dir string, idLen int) error {
-	d, err := os.Open(dir)
+// writeObject streams exactly size bytes of body into a new object, hashing them into sum when
+// it is not nil. The object has a deletion entry a day ahead until its owner calls
+// [Local.keep]: a writer that dies leaves garbage, never a reference to missing content.
+func (l *Local) writeObject(ctx context.Context, name string, body io.Reader, size int64, sum hash.Hash) (Extent, error) {
+	obj := engine.NewObjectID()
+	if err := l.trash(ctx, obj, name, l.cfg.Now().Add(l.cfg.BlockTTL)); err != nil {
+		return Extent{}, internal(err, "could not store the content")
+	}
+	w := l.objs.NewWriter(ctx, obj)
+	dst := &trackedWriter{w: w}
+	var to io.Writer = dst
+	if sum != nil {
+		to = io.MultiWriter(dst, sum)
+	}
+	err := copyExactly(to, body, size)
+	if err == nil {
+		_, err = w.Close()
+		if err != nil {
+			dst.err = err
+		}
+	}
 	if err != nil {
-		return internal(err, "could not store the block")
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		_ = w.Abort(cctx)
+		_ = l.staging.Delete(cctx, trashKey(obj), 0)
+		if dst.err != nil {
+			return Extent{}, internal(dst.err, "could not store the content")
+		}
+		return Extent{}, bodyError(err)
 	}
-	defer d.Close()
-	names, err := d.Readdirnames(MaxUncommittedBlocks + 1)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return internal(err, "could not store the block")
-	}
-	n := 0
-	for _, nm := range names {
-		if strings.HasPrefix(nm, ".") {
+	return Extent{Obj: obj, Size: size, Chunk: l.objs.ChunkSize()}, nil
+}
+
+// cleanupContext is for work that must finish although the request that caused it ended.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
+// dropObjects deletes objects no one refers to, now.
+func (l *Local) dropObjects(ctx context.Context, objs ...string) {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	for _, o := range objs {
+		if err := l.objs.Delete(cctx, o); err != nil {
+			l.log.Warn("could not delete blob content; the garbage collector will", "object", o, "err", err)
 			continue
 		}
-		n++
-		if len(nm) != 2*idLen {
-			return Fail(http.StatusBadRequest, CodeInvalidBlobOrBlock,
-				"The specified blob or block content is invalid: all block ids of a blob must have the same length.")
-		}
+		_ = l.staging.Delete(cctx, trashKey(o), 0)
 	}
-	if n >= MaxUncommittedBlocks {
-		return Fail(http.StatusConflict, CodeBlockCountExceedsLimit,
-			"The uncommitted block count cannot exceed the maximum limit of %d blocks.", MaxUncommittedBlocks)
+}
+
+// keep removes the deletion entries of objects that are now referred to.
+func (l *Local) keep(ctx context.Context, objs ...string) {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	for _, o := range objs {
+		// Should this fail the entry stays, and the collector, finding the object referred to,
+		// keeps it and drops the entry.
+		_ = l.staging.Delete(cctx, trashKey(o), 0)
 	}
-	return nil
 }
 
-// meta is a committed version's own description, kept beside its content.
-type meta struct {
-	Container string       `json:"container"`
-	Name      string       `json:"name"`
-	Blocks    []blockEntry `json:"blocks"`
+// Extent is one object of a committed version: a block, in order, or a block list.
+type Extent struct {
+	// ID is the hex block id; empty for a Put Blob's content and for a block list.
+	ID string `json:"id,omitempty"`
+	// Obj names the object in the engine.
+	Obj string `json:"obj"`
+	// Size is its length in bytes.
+	Size int64 `json:"size"`
+	// Chunk is the chunk size it was written with.
+	Chunk int `json:"chunk"`
 }
 
-type blockEntry struct {
-	ID   string `json:"id"` // hex
-	Size int64  `json:"size"`
-}
+// maxInlineBlocks is how many blocks an index entry lists itself; a longer block list is an
+// object of its own (an index entry must stay well under the engine's message size).
+const maxInlineBlocks = 256
 
-// part is one block of a new version: a staged block file or a block of the current version.
-type part struct {
-	id   string // hex
-	path string
-	size int64
+// blockList is the content of a block-list object.
+type blockList struct {
+	Blocks []Extent `json:"blocks"`
 }
 
 // CommitBlockList makes a new version of the blob from the blocks refs names, in order, and
 // makes it visible atomically. Uncommitted blocks it does not name are discarded.
 func (l *Local) CommitBlockList(ctx context.Context, name string, refs []BlockRef, hdr Headers, cond Conditions) (Props, error) {
 	h := nameHash(l.cfg.Container, name)
-	unlock := l.lock(h)
-	defer unlock()
-	cur, rev, exists, err := l.current(ctx, name)
+	for range maxCommitAttempts {
+		cur, rev, exists, err := l.current(ctx, name)
+		if err != nil {
+			return Props{}, err
+		}
+		if err := cond.check(cur, exists); err != nil {
+			return Props{}, err
+		}
+		committed := map[string]Extent{}
+		var old []Extent
+		if exists {
+			if old, err = l.extents(ctx, cur); err != nil && !isLegacy(cur) {
+				return Props{}, err
+			}
+			for _, e := range old {
+				committed[e.ID] = e
+			}
+		}
+		staged, err := l.stagedBlocks(ctx, h)
+		if err != nil {
+			return Props{}, internal(err, "could not read the uncommitted blocks")
+		}
+		latest := map[string]stagedEntry{}
+		for _, s := range staged {
+			latest[s.block.ID] = s // later writes come later
+		}
+		blocks := make([]Extent, 0, len(refs))
+		idLen := -1
+		var size int64
+		for i, ref := range refs {
+			if idLen >= 0 && len(ref.ID) != idLen {
+				return Props{}, Fail(http.StatusBadRequest, CodeInvalidBlockList, "The specified block list is invalid: all block ids of a blob must have the same length.")
+			}
+			idLen = len(ref.ID)
+			id := hex.EncodeToString(ref.ID)
+			var (
+				e     Extent
+				found bool
+			)
+			if ref.From != FromCommitted {
+				var s stagedEntry
+				if s, found = latest[id]; found {
+					e = s.block.Extent
+				}
+			}
+			if !found && ref.From != FromUncommitted {
+				e, found = committed[id]
+			}
+			if !found {
+				return Props{}, Fail(http.StatusBadRequest, CodeInvalidBlockList,
+					"The specified block list is invalid: entry %d (%s) names a block that does not exist.", i+1, ref.From)
+			}
+			blocks = append(blocks, e)
+			size += e.Size
+		}
+		p := l.newProps(name, size, hdr, cur, exists)
+		if err := l.setBlocks(ctx, &p, blocks); err != nil {
+			return Props{}, err
+		}
+		if _, err := l.cfg.Index.Put(ctx, p, revIf(exists, rev)); err != nil {
+			if p.Manifest != nil {
+				l.dropObjects(ctx, p.Manifest.Obj)
+			}
+			if errors.Is(err, engine.ErrRevisionMismatch) || errors.Is(err, engine.ErrExists) {
+				continue // another node committed this blob meanwhile: start over on its version
+			}
+			return Props{}, internal(err, "could not record the blob")
+		}
+		l.afterCommit(ctx, h, p, cur, exists, staged)
+		return p, nil
+	}
+	return Props{}, Fail(http.StatusServiceUnavailable, CodeServerBusy, "The blob is being committed by other requests; try again.")
+}
+
+// maxCommitAttempts bounds how often a commit starts over after losing to another.
+const maxCommitAttempts = 10
+
+func revIf(exists bool, rev uint64) uint64 {
+	if !exists {
+		return 0
+	}
+	return rev
+}
+
+// setBlocks lists a new version's blocks in its entry, or in a block-list object when there are
+// many.
+func (l *Local) setBlocks(ctx context.Context, p *Props, blocks []Extent) error {
+	if len(blocks) <= maxInlineBlocks {
+		p.Blocks = blocks
+		return nil
+	}
+	data, _ := json.Marshal(blockList{Blocks: blocks})
+	ext, err := l.writeObject(ctx, p.Name, bytes.NewReader(data), int64(len(data)), nil)
 	if err != nil {
-		return Props{}, err
+		return err
 	}
-	if err := cond.check(cur, exists); err != nil {
-		return Props{}, err
+	p.Manifest = &ext
+	return nil
+}
+
+// objects lists the objects a version refers to.
+func (p Props) objects() []string {
+	out := make([]string, 0, len(p.Blocks)+1)
+	for _, b := range p.Blocks {
+		out = append(out, b.Obj)
 	}
-	committed := map[string]part{}
-	if exists && cur.Node == l.cfg.NodeID {
-		if m, err := l.readMeta(h, cur.Version); err == nil {
-			for i, b := range m.Blocks {
-				committed[b.ID] = part{id: b.ID, path: l.partPath(h, cur.Version, i), size: b.Size}
+	if p.Manifest != nil {
+		out = append(out, p.Manifest.Obj)
+	}
+	return out
+}
+
+// afterCommit tidies up after a new version p replaced cur: it keeps the objects p names,
+// discards the blob's other uncommitted blocks (as the Blob service does) and schedules the
+// replaced version's own objects for deletion once reads in progress have had time to finish.
+func (l *Local) afterCommit(ctx context.Context, h string, p, cur Props, exists bool, staged []stagedEntry) {
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	used := map[string]bool{}
+	for _, b := range p.Blocks {
+		used[b.Obj] = true
+	}
+	if p.Manifest != nil {
+		used[p.Manifest.Obj] = true
+		l.keep(cctx, p.Manifest.Obj)
+		// A long list's blocks are not in p.Blocks; read them back from what was just written.
+		if bl, err := l.extents(cctx, p); err == nil {
+			for _, b := range bl {
+				used[b.Obj] = true
 			}
 		}
 	}
-	staging := filepath.Join(l.cfg.Dir, "staging", h)
-	parts := make([]part, 0, len(refs))
-	idLen := -1
-	for i, ref := range refs {
-		if idLen >= 0 && len(ref.ID) != idLen {
-			return Props{}, Fail(http.StatusBadRequest, CodeInvalidBlockList, "The specified block list is invalid: all block ids of a blob must have the same length.")
-		}
-		idLen = len(ref.ID)
-		id := hex.EncodeToString(ref.ID)
-		var (
-			p     part
-			found bool
-		)
-		if ref.From != FromCommitted {
-			if fi, err := os.Stat(filepath.Join(staging, id)); err == nil {
-				p, found = part{id: id, path: filepath.Join(staging, id), size: fi.Size()}, true
+	now := l.cfg.Now()
+	for _, s := range staged {
+		if !used[s.block.Obj] {
+			if err := l.trash(cctx, s.block.Obj, p.Name, now); err != nil {
+				continue // keep the key: the block stays staged until its day is over
 			}
 		}
-		if !found && ref.From != FromUncommitted {
-			p, found = committed[id]
+		_ = l.staging.Delete(cctx, s.key, s.rev)
+	}
+	_ = l.staging.Delete(cctx, limitsKey(h), 0)
+	if exists {
+		var oldObjs []string
+		if old, err := l.extents(cctx, cur); err == nil {
+			for _, b := range old {
+				oldObjs = append(oldObjs, b.Obj)
+			}
 		}
-		if !found {
-			return Props{}, Fail(http.StatusBadRequest, CodeInvalidBlockList,
-				"The specified block list is invalid: entry %d (%s) names a block that does not exist.", i+1, ref.From)
+		if cur.Manifest != nil {
+			oldObjs = append(oldObjs, cur.Manifest.Obj)
 		}
-		parts = append(parts, p)
+		for _, o := range oldObjs {
+			if !used[o] {
+				_ = l.trash(cctx, o, p.Name, now.Add(ReplacedGrace))
+			}
+		}
 	}
-	tmp, size, err := l.assemble(ctx, name, parts, nil)
-	if err != nil {
-		return Props{}, err
-	}
-	p := l.newProps(name, size, hdr, cur, exists)
-	if err := l.publish(ctx, h, tmp, p, cur, rev, exists); err != nil {
-		return Props{}, err
-	}
-	_ = os.RemoveAll(staging) // the Blob service discards uncommitted blocks on commit
-	return p, nil
 }
 
 // PutBlob writes a whole blob of exactly size bytes from body as one new version. Its MD5 is
@@ -454,41 +556,53 @@ func (l *Local) PutBlob(ctx context.Context, name string, body io.Reader, size i
 		return Props{}, Fail(http.StatusRequestEntityTooLarge, CodeRequestBodyTooLarge,
 			"The request body is too large and exceeds the maximum permissible limit of %d bytes.", l.cfg.MaxPutBlobSize)
 	}
-	h := nameHash(l.cfg.Container, name)
-	// Write the bytes before taking the lock: a slow client must not hold up other writers.
+	// Check the conditions before taking the bytes, and again before making them visible.
+	cur, _, exists, err := l.current(ctx, name)
+	if err == nil {
+		err = cond.check(cur, exists)
+	}
+	if err != nil {
+		return Props{}, err
+	}
 	sum := md5.New() //nolint:gosec // see import
-	tmp, _, err := l.assemble(ctx, name, nil, func(w io.Writer) error {
-		if err := copyExactly(io.MultiWriter(w, sum), body, size); err != nil {
-			return bodyError(err)
-		}
-		return nil
-	})
+	ext, err := l.writeObject(ctx, name, body, size, sum)
 	if err != nil {
 		return Props{}, err
 	}
 	md := sum.Sum(nil)
 	if wantMD5 != nil && !bytes.Equal(md, wantMD5) {
-		_ = os.RemoveAll(tmp)
+		l.dropObjects(ctx, ext.Obj)
 		return Props{}, Fail(http.StatusBadRequest, CodeMd5Mismatch, "The MD5 value specified in the request did not match with the MD5 value calculated by the server.")
 	}
 	if hdr.ContentMD5 == nil {
 		hdr.ContentMD5 = md
 	}
-	unlock := l.lock(h)
-	defer unlock()
-	cur, rev, exists, err := l.current(ctx, name)
-	if err == nil {
-		err = cond.check(cur, exists)
+	for range maxCommitAttempts {
+		cur, rev, exists, err := l.current(ctx, name)
+		if err == nil {
+			err = cond.check(cur, exists)
+		}
+		if err != nil {
+			l.dropObjects(ctx, ext.Obj)
+			return Props{}, err
+		}
+		p := l.newProps(name, size, hdr, cur, exists)
+		p.Blocks = []Extent{ext}
+		if _, err := l.cfg.Index.Put(ctx, p, revIf(exists, rev)); err != nil {
+			if errors.Is(err, engine.ErrRevisionMismatch) || errors.Is(err, engine.ErrExists) {
+				continue
+			}
+			l.dropObjects(ctx, ext.Obj)
+			return Props{}, internal(err, "could not record the blob")
+		}
+		l.keep(ctx, ext.Obj)
+		if exists {
+			l.afterCommit(ctx, nameHash(l.cfg.Container, name), p, cur, true, nil)
+		}
+		return p, nil
 	}
-	if err != nil {
-		_ = os.RemoveAll(tmp)
-		return Props{}, err
-	}
-	p := l.newProps(name, size, hdr, cur, exists)
-	if err := l.publish(ctx, h, tmp, p, cur, rev, exists); err != nil {
-		return Props{}, err
-	}
-	return p, nil
+	l.dropObjects(ctx, ext.Obj)
+	return Props{}, Fail(http.StatusServiceUnavailable, CodeServerBusy, "The blob is being committed by other requests; try again.")
 }
 
 func (l *Local) newProps(name string, size int64, hdr Headers, cur Props, exists bool) Props {
@@ -505,7 +619,7 @@ func (l *Local) newProps(name string, size int64, hdr Headers, cur Props, exists
 		Container: l.cfg.Container, Name: name, Size: size, ETag: l.newVersion(), Created: created, Modified: now,
 		ContentType: ct, ContentEncoding: hdr.ContentEncoding, ContentLanguage: hdr.ContentLanguage,
 		ContentDisposition: hdr.ContentDisposition, CacheControl: hdr.CacheControl, ContentMD5: hdr.ContentMD5,
-		Metadata: hdr.Metadata, Node: l.cfg.NodeID, URI: l.URI(name),
+		Metadata: hdr.Metadata, URI: l.URI(name),
 	}
 }
 
@@ -521,169 +635,30 @@ func (l *Local) current(ctx context.Context, name string) (Props, uint64, bool, 
 	return p, rev, true, nil
 }
 
-// assemble builds a version in a new directory under tmp/: the parts hard-linked in order (a
-// part that cannot be linked is copied), or, for a whole blob, one block that write writes. It
-// returns the directory and the content's size.
-func (l *Local) assemble(ctx context.Context, name string, parts []part, write func(io.Writer) error) (string, int64, error) {
-	tmp := filepath.Join(l.cfg.Dir, "tmp", randomHex(12))
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return "", 0, internal(err, "could not store the blob")
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = os.RemoveAll(tmp)
-		}
-	}()
-	m := meta{Container: l.cfg.Container, Name: name, Blocks: make([]blockEntry, 0, len(parts))}
-	var size int64
-	for i, p := range parts {
-		if err := ctx.Err(); err != nil {
-			return "", 0, Fail(http.StatusServiceUnavailable, CodeServerBusy, "The request was cancelled.")
-		}
-		dst := filepath.Join(tmp, partName(i))
-		if err := os.Link(p.path, dst); err != nil {
-			if err := copyFile(dst, p.path, p.size); err != nil {
-				return "", 0, internal(err, "could not assemble the blob")
-			}
-		}
-		m.Blocks = append(m.Blocks, blockEntry{ID: p.id, Size: p.size})
-		size += p.size
-	}
-	if write != nil {
-		f, err := os.OpenFile(filepath.Join(tmp, partName(0)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return "", 0, internal(err, "could not store the blob")
-		}
-		defer f.Close()
-		bw := writers.Get().(*bufio.Writer)
-		bw.Reset(f)
-		defer func() { bw.Reset(nil); writers.Put(bw) }()
-		dst := &trackedWriter{w: bw}
-		if err := write(dst); err != nil {
-			if dst.err != nil {
-				return "", 0, internal(dst.err, "could not store the blob")
-			}
-			return "", 0, err
-		}
-		if err := bw.Flush(); err != nil {
-			return "", 0, internal(err, "could not store the blob")
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			return "", 0, internal(err, "could not store the blob")
-		}
-		size = fi.Size()
-		if l.cfg.Sync {
-			if err := f.Sync(); err != nil {
-				return "", 0, internal(err, "could not store the blob")
-			}
-		}
-		if err := f.Close(); err != nil {
-			return "", 0, internal(err, "could not store the blob")
-		}
-		m.Blocks = append(m.Blocks, blockEntry{Size: size})
-	}
-	mb, _ := json.Marshal(m)
-	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), mb, 0o600); err != nil {
-		return "", 0, internal(err, "could not store the blob")
-	}
-	ok = true
-	return tmp, size, nil
-}
+// isLegacy reports whether an entry names content an older version kept in a node's data dir,
+// not yet imported into the engine.
+func isLegacy(p Props) bool { return p.Node != "" && p.Blocks == nil && p.Manifest == nil }
 
-// partName is the file name of a version's i-th block.
-func partName(i int) string { return fmt.Sprintf("%06d", i) }
-
-// copyFile copies size bytes of src into a new file dst; the kernel copies file to file.
-func copyFile(dst, src string, size int64) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := copyExactly(out, in, size); err != nil {
-		_ = out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// publish moves an assembled version into data/ and then points the index at it: the moment
-// the index entry is written is the moment the new version becomes visible. The replaced
-// version's files are removed afterwards.
-func (l *Local) publish(ctx context.Context, h, tmp string, p Props, cur Props, rev uint64, exists bool) error {
-	p.Version = p.ETag
-	final := l.versionDir(h, p.Version)
-	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
-		_ = os.RemoveAll(tmp)
-		return internal(err, "could not store the blob")
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		_ = os.RemoveAll(tmp)
-		return internal(err, "could not store the blob")
-	}
-	if l.cfg.Sync {
-		syncDir(filepath.Dir(final))
-	}
-	if !exists {
-		rev = 0
-	}
-	for attempt := 0; ; attempt++ {
-		_, err := l.cfg.Index.Put(ctx, p, rev)
-		if err == nil {
-			break
+// extents returns the objects of a version's content, in order.
+func (l *Local) extents(ctx context.Context, p Props) ([]Extent, error) {
+	if p.Manifest == nil {
+		if isLegacy(p) {
+			return nil, Fail(http.StatusServiceUnavailable, CodeServerBusy,
+				"The blob was stored by an older Roost in the data dir of node %s, which imports it into the engine when it starts with this version.", p.Node)
 		}
-		if attempt < 5 && (errors.Is(err, engine.ErrRevisionMismatch) || errors.Is(err, engine.ErrExists)) {
-			// Another node committed this blob meanwhile; the last commit wins, as in the Blob
-			// service. Replace whatever is there now.
-			var e2 error
-			cur, rev, exists, e2 = l.current(ctx, p.Name)
-			if e2 == nil {
-				if !exists {
-					rev = 0
-				}
-				continue
-			}
-			err = e2
-		}
-		_ = os.RemoveAll(final)
-		return internal(err, "could not record the blob")
+		return p.Blocks, nil
 	}
-	if exists && cur.Node == l.cfg.NodeID && cur.Version != "" && cur.Version != p.Version {
-		// Readers may still be in the replaced version: GC removes it an hour from now.
-		now := l.cfg.Now()
-		_ = os.Chtimes(l.versionDir(h, cur.Version), now, now)
+	r := l.objs.NewReader(ctx, p.Manifest.Obj, p.Manifest.Size, p.Manifest.Chunk)
+	defer r.Close()
+	data := make([]byte, p.Manifest.Size)
+	if _, err := r.ReadAt(data, 0); err != nil && !(errors.Is(err, io.EOF) && p.Manifest.Size == 0) {
+		return nil, internal(err, "could not read the blob's block list")
 	}
-	return nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	var bl blockList
+	if err := json.Unmarshal(data, &bl); err != nil {
+		return nil, internal(err, "could not read the blob's block list")
 	}
-}
-
-func (l *Local) versionDir(h, version string) string {
-	return filepath.Join(l.cfg.Dir, "data", h, version)
-}
-
-func (l *Local) partPath(h, version string, i int) string {
-	return filepath.Join(l.versionDir(h, version), partName(i))
-}
-
-func (l *Local) readMeta(h, version string) (meta, error) {
-	var m meta
-	b, err := os.ReadFile(filepath.Join(l.versionDir(h, version), "meta.json"))
-	if err != nil {
-		return m, err
-	}
-	return m, json.Unmarshal(b, &m)
+	return bl.Blocks, nil
 }
 
 // Stat returns a committed blob's properties, from the index.
@@ -701,30 +676,19 @@ func (l *Local) Stat(ctx context.Context, name string) (Props, error) {
 // Confirm checks that an upload's blob exists and returns its properties.
 func (l *Local) Confirm(ctx context.Context, name string) (Props, error) { return l.Stat(ctx, name) }
 
-// Open returns the current version of a blob for reading, from its first byte. The version's
-// files stay on disk for an hour after a newer commit replaces it, so a read in progress
-// finishes with the bytes it started with.
+// Open returns the current version of a blob for reading, from its first byte, on any node. A
+// replaced version's content stays in the engine for [ReplacedGrace], so a read in progress
+// finishes with the bytes it started with. ctx bounds the reads.
 func (l *Local) Open(ctx context.Context, name string) (*Content, Props, error) {
-	h := nameHash(l.cfg.Container, name)
-	for attempt := 0; attempt < 3; attempt++ {
-		p, err := l.Stat(ctx, name)
-		if err != nil {
-			return nil, Props{}, err
-		}
-		if p.Node != l.cfg.NodeID {
-			return nil, Props{}, Fail(http.StatusNotFound, CodeBlobNotFound,
-				"The specified blob is stored in the data dir of node %s; read it through that node.", p.Node)
-		}
-		m, err := l.readMeta(h, p.Version)
-		if err == nil {
-			return newContent(l.versionDir(h, p.Version), m.Blocks), p, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, Props{}, internal(err, "could not read the blob")
-		}
-		// A commit replaced the version between the index read and the open; read again.
+	p, err := l.Stat(ctx, name)
+	if err != nil {
+		return nil, Props{}, err
 	}
-	return nil, Props{}, Fail(http.StatusServiceUnavailable, CodeServerBusy, "The blob is being rewritten; try again.")
+	ext, err := l.extents(ctx, p)
+	if err != nil {
+		return nil, Props{}, err
+	}
+	return newContent(ctx, l.objs, ext), p, nil
 }
 
 // OpenReader is [Local.Open] for callers that only read forward.
@@ -736,35 +700,38 @@ func (l *Local) OpenReader(ctx context.Context, name string) (io.ReadCloser, Pro
 	return c, p, nil
 }
 
-// Content is a committed version's bytes, read across its block files in order. It is an
-// io.ReadSeeker (for ranges) and an io.ReaderAt; it holds one block file open at a time.
+// Content is a committed version's bytes, read across its objects in order. It is an
+// io.ReadSeeker (for ranges) and an io.ReaderAt; it reads one object at a time, a few chunks
+// ahead.
 type Content struct {
 	*io.SectionReader
-	parts *partsReader
+	parts *extentsReader
 }
 
-func newContent(dir string, blocks []blockEntry) *Content {
-	pr := &partsReader{dir: dir, offs: make([]int64, len(blocks)+1), cur: -1}
-	for i, b := range blocks {
-		pr.offs[i+1] = pr.offs[i] + b.Size
+func newContent(ctx context.Context, objs *engine.Objects, ext []Extent) *Content {
+	er := &extentsReader{ctx: ctx, objs: objs, ext: ext, offs: make([]int64, len(ext)+1), cur: -1}
+	for i, e := range ext {
+		er.offs[i+1] = er.offs[i] + e.Size
 	}
-	return &Content{SectionReader: io.NewSectionReader(pr, 0, pr.offs[len(blocks)]), parts: pr}
+	return &Content{SectionReader: io.NewSectionReader(er, 0, er.offs[len(ext)]), parts: er}
 }
 
-// Close closes the open block file.
+// Close stops reading.
 func (c *Content) Close() error { return c.parts.close() }
 
-// partsReader reads at an offset across a version's block files.
-type partsReader struct {
-	dir  string
-	offs []int64 // offs[i] is where block i starts; the last entry is the size
+// extentsReader reads at an offset across a version's objects.
+type extentsReader struct {
+	ctx  context.Context // the request's; bounds the reads
+	objs *engine.Objects
+	ext  []Extent
+	offs []int64 // offs[i] is where object i starts; the last entry is the size
 
 	mu  sync.Mutex
-	cur int // the block whose file is open, -1 for none
-	f   *os.File
+	cur int // the object being read, -1 for none
+	r   *engine.ObjectReader
 }
 
-func (r *partsReader) ReadAt(p []byte, off int64) (int, error) {
+func (r *extentsReader) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
@@ -776,22 +743,18 @@ func (r *partsReader) ReadAt(p []byte, off int64) (int, error) {
 		}
 		i := sort.Search(last, func(i int) bool { return r.offs[i+1] > pos })
 		if i != r.cur {
-			if r.f != nil {
-				_ = r.f.Close()
-				r.f = nil
+			if r.r != nil {
+				_ = r.r.Close()
 			}
-			f, err := os.Open(filepath.Join(r.dir, partName(i)))
-			if err != nil {
-				return n, err
-			}
-			r.f, r.cur = f, i
+			e := r.ext[i]
+			r.r, r.cur = r.objs.NewReader(r.ctx, e.Obj, e.Size, e.Chunk), i
 		}
 		want := min(int64(len(p)-n), r.offs[i+1]-pos)
-		m, err := r.f.ReadAt(p[n:n+int(want)], pos-r.offs[i])
+		m, err := r.r.ReadAt(p[n:n+int(want)], pos-r.offs[i])
 		n += m
 		if err != nil && !(errors.Is(err, io.EOF) && int64(m) == want) {
 			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF // a block file shorter than its entry
+				err = io.ErrUnexpectedEOF
 			}
 			return n, err
 		}
@@ -799,105 +762,14 @@ func (r *partsReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (r *partsReader) close() error {
+func (r *extentsReader) close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.f == nil {
-		return nil
+	if r.r != nil {
+		_ = r.r.Close()
+		r.r, r.cur = nil, -1
 	}
-	err := r.f.Close()
-	r.f, r.cur = nil, -1
-	return err
-}
-
-// GCStats says what a garbage collection removed.
-type GCStats struct {
-	Blocks   int // uncommitted blocks older than the block TTL
-	Temp     int // abandoned temporary files and directories
-	Versions int // versions no index entry names
-}
-
-// GC removes uncommitted blocks older than the block TTL, temporary files older than an hour
-// (an upload or commit that never finished) and versions on this node that the index no longer
-// names (a commit that crashed before its index write, or whose old version was not removed).
-func (l *Local) GC(ctx context.Context) (GCStats, error) {
-	var st GCStats
-	now := l.cfg.Now()
-	old := func(fi fs.FileInfo, age time.Duration) bool { return now.Sub(fi.ModTime()) > age }
-	staging := filepath.Join(l.cfg.Dir, "staging")
-	dirs, err := os.ReadDir(staging)
-	if err != nil {
-		return st, err
-	}
-	for _, d := range dirs {
-		dir := filepath.Join(staging, d.Name())
-		files, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		left := len(files)
-		for _, f := range files {
-			fi, err := f.Info()
-			if err != nil {
-				continue
-			}
-			ttl := l.cfg.BlockTTL
-			if strings.HasPrefix(f.Name(), ".tmp-") {
-				ttl = time.Hour
-			}
-			if old(fi, ttl) && os.Remove(filepath.Join(dir, f.Name())) == nil {
-				left--
-				if ttl == time.Hour {
-					st.Temp++
-				} else {
-					st.Blocks++
-				}
-			}
-		}
-		if left == 0 {
-			_ = os.Remove(dir)
-		}
-	}
-	tmpRoot := filepath.Join(l.cfg.Dir, "tmp")
-	if tmps, err := os.ReadDir(tmpRoot); err == nil {
-		for _, t := range tmps {
-			if fi, err := t.Info(); err == nil && old(fi, time.Hour) && os.RemoveAll(filepath.Join(tmpRoot, t.Name())) == nil {
-				st.Temp++
-			}
-		}
-	}
-	data := filepath.Join(l.cfg.Dir, "data")
-	hashes, err := os.ReadDir(data)
-	if err != nil {
-		return st, err
-	}
-	for _, hd := range hashes {
-		versions, err := os.ReadDir(filepath.Join(data, hd.Name()))
-		if err != nil {
-			continue
-		}
-		for _, v := range versions {
-			fi, err := v.Info()
-			if err != nil || !old(fi, time.Hour) {
-				continue // a commit may be between its rename and its index write
-			}
-			m, err := l.readMeta(hd.Name(), v.Name())
-			if err != nil {
-				continue
-			}
-			p, _, exists, err := l.current(ctx, m.Name)
-			if err != nil {
-				return st, err
-			}
-			if !exists || p.Node != l.cfg.NodeID || p.Version != v.Name() {
-				if os.RemoveAll(filepath.Join(data, hd.Name(), v.Name())) == nil {
-					st.Versions++
-				}
-			}
-		}
-		_ = os.Remove(filepath.Join(data, hd.Name())) // only succeeds when empty
-	}
-	return st, nil
+	return nil
 }
 
 // Grant is where and how a device uploads one blob: the file upload answer's hostName,
@@ -909,7 +781,8 @@ type Grant struct {
 	SASToken string
 }
 
-// StartGC runs [Local.GC] every interval (zero means an hour) until [Local.Close].
+// StartGC runs [Local.GC] every interval (zero means an hour) until [Local.Close]. Every node
+// runs it; the work is idempotent, so two nodes collecting at once do no harm.
 func (l *Local) StartGC(every time.Duration) {
 	if every <= 0 {
 		every = time.Hour
@@ -937,7 +810,7 @@ func (l *Local) StartGC(every time.Duration) {
 				if err != nil {
 					l.log.Warn("blob garbage collection failed", "err", err)
 				} else if st != (GCStats{}) {
-					l.log.Info("blob garbage collection", "blocks", st.Blocks, "temp", st.Temp, "versions", st.Versions)
+					l.log.Info("blob garbage collection", "blocks", st.Blocks, "objects", st.Objects)
 				}
 			}
 		}

@@ -225,15 +225,17 @@ func (a *API) abandonFileNotification(w http.ResponseWriter, r *http.Request, _ 
 
 // FileInfo is one uploaded file in GET /files.
 type FileInfo struct {
-	DeviceID      string    `json:"deviceId"`
-	BlobName      string    `json:"blobName"`
-	BlobURI       string    `json:"blobUri"`
-	Size          int64     `json:"blobSizeInBytes"`
-	LastUpdated   time.Time `json:"lastUpdatedTime"`
-	ContentType   string    `json:"contentType,omitempty"`
-	ETag          string    `json:"etag,omitempty"`
-	Node          string    `json:"node,omitempty"`
-	ContainerName string    `json:"containerName"`
+	DeviceID    string    `json:"deviceId"`
+	BlobName    string    `json:"blobName"`
+	BlobURI     string    `json:"blobUri"`
+	Size        int64     `json:"blobSizeInBytes"`
+	LastUpdated time.Time `json:"lastUpdatedTime"`
+	ContentType string    `json:"contentType,omitempty"`
+	ETag        string    `json:"etag,omitempty"`
+	// Node is set only for a file an older Roost kept in that node's data dir and that node
+	// has not yet imported into the engine (it does when it starts with this version).
+	Node          string `json:"node,omitempty"`
+	ContainerName string `json:"containerName"`
 }
 
 func fileInfo(p blob.Props) FileInfo {

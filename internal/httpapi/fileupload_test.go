@@ -61,7 +61,7 @@ func newUploadFixture(t testing.TB, eng *engine.Engine, idle time.Duration) *upl
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Dir: t.TempDir(), Index: ix, Account: "hub", Container: "fileupload",
+	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload",
 		Host: host, NodeID: "n1"})
 	if err != nil {
 		t.Fatal(err)

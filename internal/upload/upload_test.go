@@ -52,7 +52,7 @@ func newFixture(t *testing.T, eng *engine.Engine, clk *clock) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Dir: t.TempDir(), Index: ix, Account: "hub", Container: "fileupload",
+	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload",
 		Host: "hub.test", NodeID: "n1", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
