@@ -28,10 +28,12 @@ import (
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/httpapi"
+	"github.com/roost-iot/roost/internal/jobs"
 	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/mqtt"
 	"github.com/roost-iot/roost/internal/registry"
+	"github.com/roost-iot/roost/internal/regjobs"
 	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/throttle"
@@ -76,12 +78,15 @@ type Hub struct {
 	C2D       *c2d.Service
 	Uploads   *upload.Service
 	Blobs     *blob.Local // the built-in blob store; nil with --blob-connection-string
+	Jobs      *jobs.Service
 	NodeID    string
 	HTTPSAddr string // the bound address, useful with port 0
 	MQTTAddr  string
 	AdminAddr string
 	// Throttle enforces the IoT Hub tier; nil with --sku unlimited.
 	Throttle *throttle.Throttler
+	// RegJobs runs import/export jobs (POST /jobs/create).
+	RegJobs *regjobs.Service
 
 	deviceLimits *throttle.DeviceLimits // per-device caps (--device-max-sends ...); nil: none
 
@@ -226,11 +231,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 	if err := h.openUploads(ctx); err != nil {
 		return nil, err
 	}
+	if err := h.openJobs(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.openRegJobs(ctx); err != nil {
+		return nil, err
+	}
 	api := httpapi.New(httpapi.Config{Registry: h.Registry, Policies: h.Policies, Diag: h.Diag, Logger: log, Faults: h.trouble.faultInjector(), QuerySource: h.Twins.Scan,
 		WebSocket: h.MQTT.WebSocketHandler(), Telemetry: h.Telemetry, Metrics: h.Metrics, Methods: h.Methods,
 		Twins:   h.Twins,
-		Uploads: h.Uploads, BlobStore: h.Blobs, C2D: h.C2D,
-		Throttle: h.Throttle, OnTelemetryThrottled: h.trouble.throttled, DeviceLimits: h.deviceLimits})
+		Uploads: h.Uploads, BlobStore: h.Blobs, C2D: h.C2D, RegJobs: h.RegJobs,
+		Throttle: h.Throttle, OnTelemetryThrottled: h.trouble.throttled, DeviceLimits: h.deviceLimits,
+		Jobs: h.Jobs, JobRows: h.jobRows()})
 	httpsLn, err := listen(cfg.HTTPSAddr, "https-addr")
 	if err != nil {
 		return nil, err
@@ -334,6 +346,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 }
 
 func (h *Hub) close() {
+	h.closeRegJobs()
+	h.closeJobs()
 	h.closeUploads()
 	if h.Telemetry != nil {
 		h.Telemetry.Close()

@@ -95,6 +95,9 @@ type Config struct {
 	// Throttle holds the IoT Hub tier and traffic shaping settings (--sku, --units).
 	Throttle ThrottleSettings
 
+	// Jobs holds the jobs v2 settings (--jobs-max-active, --jobs-retention).
+	Jobs JobSettings
+
 	sources map[string]string // setting name -> where its value came from
 }
 
@@ -118,6 +121,7 @@ func Default() Config {
 		Trouble:            defaultTroubleshooting(),
 		C2D:                defaultC2D(),
 		Throttle:           defaultThrottle(),
+		Jobs:               defaultJobs(),
 
 		FileUploadSASTTL:            time.Hour,
 		FileUploadNotifications:     true,
@@ -217,6 +221,7 @@ func settings() []setting {
 	out = append(out, troubleshootingSettings()...)
 	out = append(out, c2dSettings()...)
 	out = append(out, throttleSettings()...)
+	out = append(out, jobSettings()...)
 	return out
 }
 
@@ -421,6 +426,7 @@ func (c *Config) Validate() error {
 	c.validateTroubleshooting(bad)
 	c.validateC2D(bad)
 	c.validateThrottle(bad)
+	c.validateJobs(bad)
 	return errors.Join(errs...)
 }
 

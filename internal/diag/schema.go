@@ -70,6 +70,8 @@ const (
 	OpJobCancel    = "jobCancel"
 	OpJobCompleted = "jobCompleted"
 	OpJobFailed    = "jobFailed"
+	OpJobRead      = "jobRead"
+	OpJobQuery     = "jobQuery"
 
 	// DirectMethods.
 	OpMethodSend = "send"
@@ -192,7 +194,7 @@ var categories = []Category{
 	{
 		Name: JobsOperations, Display: "Jobs Operations",
 		Description: "Jobs that update twins or invoke methods on many devices.",
-		Operations:  ops(LevelInformation, []string{OpJobCompleted}, OpJobCreate, OpJobCancel, OpJobFailed),
+		Operations:  ops(LevelInformation, []string{OpJobCompleted}, OpJobCreate, OpJobCancel, OpJobFailed, OpJobRead, OpJobQuery),
 		Properties:  []string{"jobId", "sdkVersion", "messageSize", "filter", "startTimeUtc", "duration"},
 	},
 	{

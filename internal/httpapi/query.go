@@ -110,7 +110,18 @@ func (a *API) runQuery(r *http.Request, c *queryCall) (query.Page, []byte, error
 		return query.Page{}, nil, errcode.New(errcode.ArgumentNull, "the request body needs a query property holding the query text")
 	}
 	c.text = *req.Query
-	page, err := query.Run(r.Context(), a.cfg.QuerySource, query.Request{Query: c.text, PageSize: c.pageSize, Continuation: token})
+	q, err := query.Parse(c.text)
+	if err != nil {
+		return query.Page{}, nil, err
+	}
+	src := a.cfg.QuerySource
+	if q.From() == query.Jobs {
+		src = a.cfg.JobRows
+		if src == nil {
+			src = func(context.Context, bool, func(map[string]any) bool) error { return nil }
+		}
+	}
+	page, err := q.Page(r.Context(), src, c.pageSize, token)
 	if err != nil {
 		return query.Page{}, nil, err
 	}

@@ -31,6 +31,8 @@ func (a *API) routes() {
 	a.queryRoutes()
 	a.fileUploadRoutes()
 	a.c2dRoutes()
+	a.jobRoutes()
+	a.regJobRoutes()
 }
 
 // putDevice creates a device (no If-Match) or replaces it (If-Match: an etag or "*").

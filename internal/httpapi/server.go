@@ -28,10 +28,12 @@ import (
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/errcode"
 	"github.com/roost-iot/roost/internal/faults"
+	"github.com/roost-iot/roost/internal/jobs"
 	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/query"
 	"github.com/roost-iot/roost/internal/registry"
+	"github.com/roost-iot/roost/internal/regjobs"
 	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/throttle"
 	"github.com/roost-iot/roost/internal/twin"
@@ -69,6 +71,8 @@ type Config struct {
 	Uploads *upload.Service
 	// BlobStore, when set, serves the built-in blob endpoint under /{container}/.
 	BlobStore *blob.Local
+	// RegJobs, when set, serves import/export jobs (POST /jobs/create, GET/DELETE /jobs/{id}).
+	RegJobs *regjobs.Service
 	// BlobIdleTimeout ends a blob upload whose client sends nothing for this long. Zero means
 	// 2 minutes.
 	BlobIdleTimeout time.Duration
@@ -83,6 +87,10 @@ type Config struct {
 	OnTelemetryThrottled func()
 	// DeviceLimits, when set, caps each device's HTTPS telemetry (beyond IoT Hub).
 	DeviceLimits *throttle.DeviceLimits
+	// Jobs, when set, serves jobs v2 (/jobs/v2/...): scheduled twin updates and device methods.
+	Jobs *jobs.Service
+	// JobRows, when set, is what queries FROM devices.jobs read.
+	JobRows query.Source
 }
 
 // API is the HTTPS request handler.

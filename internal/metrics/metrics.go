@@ -51,6 +51,9 @@ type Metrics struct {
 
 	// Throttle are the throttling and daily quota metrics, made by newThrottleMetrics.
 	Throttle ThrottleMetrics
+
+	// Jobs are the jobs v2 metrics (jobs.*), made by newJobMetrics.
+	Jobs JobMetrics
 }
 
 // New makes the metrics on a fresh registry, with Go runtime and process metrics.
@@ -100,6 +103,7 @@ func New() *Metrics {
 	m.newUploadMetrics()
 	m.newC2DMetrics()
 	m.newThrottleMetrics()
+	m.newJobMetrics()
 	return m
 }
 

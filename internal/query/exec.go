@@ -17,7 +17,8 @@ import (
 // Source calls fn with every twin document of the hub, device twins or (modules set) module
 // twins, in any order, until fn returns false or ctx ends. A document is a twin as the service
 // API returns it, decoded by encoding/json; fn may keep it, so the source must not change it
-// afterwards. Every error returned should be an [*errcode.Error].
+// afterwards. Every error returned should be an [*errcode.Error]. A query FROM devices.jobs
+// reads a source of job rows instead (see [Query.From]), called with modules false.
 type Source func(ctx context.Context, modules bool, fn func(doc map[string]any) bool) error
 
 // Page sizes. IoT Hub's documentation gives 100 as the usual page and 1000 as the most the
@@ -127,7 +128,7 @@ func (q *Query) Page(ctx context.Context, src Source, pageSize int, continuation
 		limit = min(limit, q.top-sent)
 	}
 	out := Page{Items: []any{}, ItemType: q.ItemType()}
-	if limit <= 0 || q.from == Jobs { // jobs rows come with the jobs feature; none exist yet
+	if limit <= 0 {
 		return out, nil
 	}
 	var after []string
@@ -184,10 +185,15 @@ func (q *Query) scan(ctx context.Context, src Source, fn func(doc map[string]any
 	return errcode.Wrap(errcode.ServerError, err, "could not read the twins")
 }
 
-// docKey is a document's place in the result order.
-func docKey(doc map[string]any) [2]string {
+// docKey is a document's place in the result order: deviceId and moduleId for twins, deviceId
+// and jobId for devices.jobs rows (a device has one row per job).
+func (q *Query) docKey(doc map[string]any) [2]string {
+	second := "moduleId"
+	if q.from == Jobs {
+		second = "jobId"
+	}
 	d, _ := doc["deviceId"].(string)
-	m, _ := doc["moduleId"].(string)
+	m, _ := doc[second].(string)
 	return [2]string{d, m}
 }
 
@@ -211,7 +217,7 @@ func (q *Query) docs(ctx context.Context, src Source, limit int, after []string)
 	}
 	best := &docHeap{}
 	err = q.scan(ctx, src, func(doc map[string]any) {
-		k := docKey(doc)
+		k := q.docKey(doc)
 		if hasFrom && !lessKey(from, k) {
 			return
 		}

@@ -21,11 +21,12 @@ const (
 	TwinUpdate              // twin updates (device and module, from devices and the service)
 	Query                   // queries
 	Jobs                    // jobs operations (create, update, list, delete)
+	JobDevices              // jobs per-device operations (a job's twin update or method call on one device)
 	numClasses
 )
 
 var classNames = [numClasses]string{"registry", "connect", "d2c", "c2dSend", "c2dReceive", "fileUpload",
-	"methods", "twinRead", "twinUpdate", "query", "jobs"}
+	"methods", "twinRead", "twinUpdate", "query", "jobs", "jobDevices"}
 
 // Classes returns every operation class, in the tier table's order.
 func Classes() []Class {
@@ -47,7 +48,7 @@ func (c Class) String() string {
 // standardOnly reports whether the basic tiers lack the class's feature.
 func (c Class) standardOnly() bool {
 	switch c {
-	case C2DSend, C2DReceive, Methods, TwinRead, TwinUpdate, Jobs:
+	case C2DSend, C2DReceive, Methods, TwinRead, TwinUpdate, Jobs, JobDevices:
 		return true
 	}
 	return false
@@ -164,6 +165,14 @@ func Rate(sku string, units int, c Class) float64 {
 			return max(50, 5*u)
 		}
 		return 250 * u
+	case JobDevices:
+		switch t.size {
+		case 1:
+			return 10
+		case 2:
+			return max(10, u)
+		}
+		return 50 * u
 	}
 	return 0
 }
