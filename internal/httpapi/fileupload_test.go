@@ -628,8 +628,16 @@ func TestFileNotificationsOverREST(t *testing.T) {
 // committed blob.
 //
 //	go test -run '^$' -bench BlobUpload -benchtime 5x ./internal/httpapi/
-func BenchmarkBlobUpload(b *testing.B) {
-	f := newUploadFixture(b, nil, 0)
+func BenchmarkBlobUpload(b *testing.B) { benchBlobUpload(b, nil) }
+
+// BenchmarkBlobUploadExternal is BenchmarkBlobUpload with the engine in a separate nats-server
+// process on loopback, as a node of a cluster has it: every chunk crosses a TCP connection.
+func BenchmarkBlobUploadExternal(b *testing.B) {
+	benchBlobUpload(b, enginetest.StartExternal(b).Connect(b))
+}
+
+func benchBlobUpload(b *testing.B, eng *engine.Engine) {
+	f := newUploadFixture(b, eng, 0)
 	tok := f.device(b, "bench")
 	const size = 100 << 20
 	const blockSize = 4 << 20
