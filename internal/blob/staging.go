@@ -225,7 +225,7 @@ func (l *Local) GC(ctx context.Context) (GCStats, error) {
 	}
 	// Deleted keys leave markers; drop those older than a day so the bucket does not grow with
 	// every block ever staged.
-	if err := l.staging.PurgeDeletes(ctx, 24*time.Hour); err != nil {
+	if _, err := l.cfg.Engine.PurgeDeletes(ctx, l.staging, 24*time.Hour); err != nil {
 		return st, err
 	}
 	return st, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
@@ -105,4 +106,42 @@ func BenchmarkObjectsWrite(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds()/1e6, "MB/s")
+}
+
+func TestPurgeDeletesKeepsNewerValues(t *testing.T) {
+	t.Parallel()
+	eng := enginetest.Start(t)
+	ctx := context.Background()
+	b, err := eng.KV(ctx, engine.BucketConfig{Name: "purgetest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"gone", "back", "kept"} {
+		if _, err := b.Put(ctx, k, []byte("v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = b.Delete(ctx, "gone", 0)
+	_ = b.Delete(ctx, "back", 0)
+	if n, err := eng.PurgeDeletes(ctx, b, time.Hour); err != nil || n != 0 {
+		t.Fatalf("young markers purged: %d %v", n, err)
+	}
+	if _, err := b.Put(ctx, "back", []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := eng.PurgeDeletes(ctx, b, -time.Hour); err != nil || n != 1 {
+		t.Fatalf("purge: %d %v", n, err)
+	}
+	if e, err := b.Get(ctx, "back"); err != nil || string(e.Value) != "v2" {
+		t.Fatalf("a key written again after its delete: %q %v", e.Value, err)
+	}
+	if e, err := b.Get(ctx, "kept"); err != nil || string(e.Value) != "v1" {
+		t.Fatalf("an untouched key: %q %v", e.Value, err)
+	}
+	if _, err := b.Get(ctx, "gone"); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("a deleted key: %v", err)
+	}
+	if _, err := b.Create(ctx, "gone", []byte("new")); err != nil {
+		t.Fatalf("create after the marker was purged: %v", err)
+	}
 }
