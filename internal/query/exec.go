@@ -165,6 +165,11 @@ func (q *Query) scan(ctx context.Context, src Source, fn func(doc map[string]any
 				return false
 			}
 		}
+		// A devices.jobs row is a document with a jobId; a twin has none. Sources serve one kind,
+		// but a query never mixes them even if one serves both.
+		if _, isRow := doc["jobId"].(string); isRow != (q.from == Jobs) {
+			return true
+		}
 		if q.where == nil || truthy(q.where.eval(doc)) {
 			fn(doc)
 		}

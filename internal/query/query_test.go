@@ -366,7 +366,9 @@ func TestQueryConditions(t *testing.T) {
 		}
 		var got []any
 		for _, d := range docs {
-			if _, mod := d["moduleId"]; !mod && c.Match(d) {
+			_, mod := d["moduleId"]
+			_, row := d["jobId"]
+			if !mod && !row && c.Match(d) {
 				got = append(got, d)
 			}
 		}
