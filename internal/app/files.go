@@ -14,6 +14,7 @@ import (
 const filesUsage = `Usage: roost files list [DEVICE] [--output json]
        roost files get DEVICE/BLOB [--out FILE|-]
        roost files notifications [--peek] [--wait 0s] [--count N] [--output json]
+       roost files container-sas [--permissions rcw] [--expiry 1h] [--output json]
 
 list           lists the files devices uploaded (to every device, or to one), with size and time
 get            downloads one file; --out - writes it to standard output, the default is a file
@@ -21,6 +22,7 @@ get            downloads one file; --out - writes it to standard output, the def
 notifications  receives the file upload notifications waiting in the service-side queue, prints
                them and completes them (--peek abandons them instead, so they stay queued);
                --wait keeps polling that long for new ones
+container-sas  prints a SAS URI of the built-in blob container, for import/export jobs
 
 Common flags: --connection-string, --data-dir, --server, --ca-file
 `
@@ -37,6 +39,8 @@ func runFiles(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runFilesGet(ctx, args[1:], stdout, stderr)
 	case "notifications", "notification":
 		return runFilesNotifications(ctx, args[1:], stdout, stderr)
+	case "container-sas":
+		return runFilesContainerSAS(ctx, args[1:], stdout, stderr)
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, filesUsage)
 		return 0

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -280,15 +281,57 @@ func (o *Objects) NewReader(ctx context.Context, id string, size int64, chunkSiz
 func (r *ObjectReader) Size() int64 { return r.size }
 
 func (r *ObjectReader) get(n int) ([]byte, error) {
-	m, err := r.o.st.GetLastMsgForSubject(r.ctx, r.o.subject(r.id, n))
+	subj := r.o.subject(r.id, n)
+	m, err := r.o.st.GetLastMsgForSubject(r.ctx, subj)
+	var data []byte
+	if err == nil {
+		data = m.Data
+	} else if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// A direct get may be answered by a replica that has not caught up yet with a chunk the
+		// leader acknowledged; ask the leader before calling the chunk missing.
+		data, err = r.o.leaderGet(r.ctx, subj)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("engine: read object %s chunk %d: %w", r.id, n, mapErr(err))
 	}
 	want := min(r.chunk, r.size-int64(n)*r.chunk)
-	if int64(len(m.Data)) != want {
-		return nil, fmt.Errorf("engine: object %s chunk %d holds %d bytes, want %d: %w", r.id, n, len(m.Data), want, io.ErrUnexpectedEOF)
+	if int64(len(data)) != want {
+		return nil, fmt.Errorf("engine: object %s chunk %d holds %d bytes, want %d: %w", r.id, n, len(data), want, io.ErrUnexpectedEOF)
 	}
-	return m.Data, nil
+	return data, nil
+}
+
+// leaderGet reads the last message on subj through the stream leader (the JetStream API's
+// message get, not a direct get that any replica may answer).
+func (o *Objects) leaderGet(ctx context.Context, subj string) ([]byte, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": subj})
+	m, err := o.e.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+o.name, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Message *struct {
+			Data []byte `json:"data"` // base64 in the JSON, decoded by encoding/json
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, fmt.Errorf("%s (%d)", resp.Error.Description, resp.Error.ErrCode)
+	}
+	if resp.Message == nil {
+		return nil, errors.New("empty answer")
+	}
+	return resp.Message.Data, nil
 }
 
 // startFetch reads chunk n in the background unless it is being read already. r.mu is held.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,30 @@ func TestPurgeDeletesKeepsNewerValues(t *testing.T) {
 	}
 	if _, err := b.Create(ctx, "gone", []byte("new")); err != nil {
 		t.Fatalf("create after the marker was purged: %v", err)
+	}
+}
+
+// The leader path that a reader falls back to when a replica has not caught up reads the same
+// chunk as a direct get, and reports a missing one as not found.
+func TestObjectsLeaderGet(t *testing.T) {
+	t.Parallel()
+	eng := enginetest.Start(t)
+	ctx := context.Background()
+	o, err := eng.Objects(ctx, engine.ObjectsConfig{Name: "objleader", ChunkSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := engine.NewObjectID()
+	w := o.NewWriter(ctx, id)
+	_, _ = w.Write(bytes.Repeat([]byte("xy"), 75))
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := engine.LeaderGetForTest(ctx, o, "objleader."+id+".1")
+	if err != nil || string(got) != strings.Repeat("xy", 25) {
+		t.Fatalf("leader get: %q %v", got, err)
+	}
+	if _, err := engine.LeaderGetForTest(ctx, o, "objleader."+id+".2"); err == nil {
+		t.Fatal("a chunk past the end was found")
 	}
 }
