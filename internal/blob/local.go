@@ -327,7 +327,7 @@ func (l *Local) writeObject(ctx context.Context, name string, body io.Reader, si
 		defer cancel()
 		_ = w.Abort(cctx)
 		_ = l.staging.Delete(cctx, trashKey(obj), 0)
-		if dst.err != nil {
+		if dst.err != nil && ctx.Err() == nil {
 			return Extent{}, internal(dst.err, "could not store the content")
 		}
 		return Extent{}, bodyError(err)
