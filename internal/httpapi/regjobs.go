@@ -38,6 +38,9 @@ func (a *API) throttleRegJob(r *http.Request, op string) error {
 	if _, _, ok := restClass(diag.JobsOperations, op); ok {
 		return nil
 	}
+	if err := th.JobsFeature(); err != nil { // 403010 on a basic tier, as for jobs v2
+		return err
+	}
 	err := th.Wait(r.Context(), throttle.Jobs, 1)
 	if err != nil {
 		a.countThrottled(throttle.Jobs, err)

@@ -467,3 +467,17 @@ func TestRegistryJobRequests(t *testing.T) {
 		t.Fatalf("JobsOperations records: throttled %v, not found %v (%v)", throttled, notFound, err)
 	}
 }
+
+// TestRegistryJobsBasicTier: a basic tier has no jobs, import/export included.
+func TestRegistryJobsBasicTier(t *testing.T) {
+	t.Parallel()
+	th, err := throttle.New(throttle.Config{SKU: "B1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newJobsHub(t, "hub.test", nil, th)
+	a := h.do(t, "POST", "/jobs/create"+v, h.owner, nil, `{"type":"export","outputBlobContainerUri":"`+h.containerURI(t)+`"}`)
+	if a.status != 403 || a.errorName() != "OperationNotAvailableInCurrentTier" {
+		t.Fatalf("export on B1: %d %s", a.status, a.body)
+	}
+}
