@@ -44,6 +44,8 @@ Usage:
   roost files list|get|notifications  read uploaded files and file upload notifications
   roost c2d send|purge|feedback        send cloud-to-device messages, empty a device's queue, read
                                        the feedback on them
+  roost jobs list|show|cancel|schedule-twin|schedule-method   scheduled twin updates and
+                                       direct methods over many devices (jobs v2)
   roost bench registry [flags]         measure a running hub's identity registry (load generator)
   roost version                        print the version
 
@@ -85,6 +87,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		return runFiles(ctx, rest, stdout, stderr)
 	case "c2d":
 		return runC2D(ctx, rest, stdout, stderr)
+	case "jobs", "job":
+		return runJobs(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "logs", "log":

@@ -400,3 +400,35 @@ func TestJobsAcrossNodes(t *testing.T) {
 		t.Fatalf("rows: %d", len(rows))
 	}
 }
+
+func TestCLIJobs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h := startTestHub(t, dir)
+	defer h.Shutdown(context.Background())
+	dd := "--data-dir=" + dir
+	tagDevices(t, h, `{"site":"north"}`, "n1", "n2")
+	out, errs, code := run(t, "jobs", "schedule-twin", "cli-1", "--condition", "tags.site = 'north'", "--desired", `{"fan":true}`, dd)
+	if code != 0 || !strings.Contains(out, `"status": "queued"`) {
+		t.Fatalf("schedule-twin: %d %s %s", code, out, errs)
+	}
+	newService(t, h, "iothubowner").waitJob("cli-1", "completed")
+	out, errs, code = run(t, "jobs", "show", "cli-1", dd)
+	if code != 0 || !strings.Contains(out, `"succeededCount": 2`) {
+		t.Fatalf("show: %d %s %s", code, out, errs)
+	}
+	out, errs, code = run(t, "jobs", "schedule-method", "cli-2", "--condition", "*", "--method", "reboot", "--start", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), dd)
+	if code != 0 {
+		t.Fatalf("schedule-method: %d %s %s", code, out, errs)
+	}
+	out, errs, code = run(t, "jobs", "list", dd)
+	if code != 0 || !strings.Contains(out, "cli-1") || !strings.Contains(out, "scheduled") {
+		t.Fatalf("list: %d %s %s", code, out, errs)
+	}
+	if out, errs, code = run(t, "jobs", "cancel", "cli-2", dd); code != 0 || !strings.Contains(out, `"cancelled"`) {
+		t.Fatalf("cancel: %d %s %s", code, out, errs)
+	}
+	if _, errs, code = run(t, "jobs", "show", "nope", dd); code == 0 || !strings.Contains(errs, "JobNotFound") {
+		t.Fatalf("show of an unknown job: %d %s", code, errs)
+	}
+}
