@@ -120,7 +120,7 @@ type record struct {
 	RunStart time.Time `json:"runStart,omitzero"`
 	// IfMatch is a twin job's etag, applied to every device's twin.
 	IfMatch string `json:"ifMatch,omitempty"`
-	// ConnectTimeout is a method job's connect timeout, in seconds.
+	// SDKVersion and MessageSize describe the create request, for the jobCompleted record.
 	SDKVersion  string `json:"sdkVersion,omitempty"`
 	MessageSize int    `json:"messageSize,omitempty"`
 }
