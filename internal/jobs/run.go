@@ -87,6 +87,19 @@ func (s *Service) schedule() {
 // claim takes a due job with a compare-and-set on its record and starts running it.
 func (s *Service) claim(ctx context.Context, id string) {
 	rec, rev, err := s.load(ctx, id)
+	now := s.now()
+	if err == nil && rec.Status == StatusCancelled && rec.Owner != "" && (rec.Owner == s.cfg.NodeID || !rec.LeaseUntil.After(now)) {
+		// Cancelled while its node was dead: nobody will settle its rows but us.
+		n := s.settleRows(ctx, rec, DeviceCanceled, nil)
+		rec, err = s.update(ctx, id, func(r *record) (bool, error) {
+			st := &r.DeviceJobStatistics
+			st.FailedCount += n[DevicePending] + n[DeviceRunning]
+			st.PendingCount = max(st.PendingCount-n[DevicePending], 0)
+			st.RunningCount = max(st.RunningCount-n[DeviceRunning], 0)
+			r.Owner, r.LeaseUntil = "", time.Time{}
+			return true, nil
+		})
+	}
 	if errcode.Is(err, errcode.JobNotFound) || (err == nil && rec.Terminal()) {
 		s.removeActive(ctx, id)
 		return
@@ -94,7 +107,6 @@ func (s *Service) claim(ctx context.Context, id string) {
 	if err != nil {
 		return
 	}
-	now := s.now()
 	switch rec.Status {
 	case StatusQueued, StatusScheduled:
 		if rec.StartTime.After(now) {
