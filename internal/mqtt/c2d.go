@@ -113,9 +113,7 @@ func (c *conn) deliverC2D(d *c2d.Delivery) bool {
 	if dup {
 		pkt[0] |= 0x08 // DUP: the same message again [MQTT-3.3.1-1]
 	}
-	select {
-	case c.out <- outItem{data: pkt}:
-	default:
+	if !c.tryEnqueue(outItem{data: pkt}) {
 		if !dup && qos > 0 {
 			c.c2.mu.Lock()
 			delete(c.c2.ids, id)

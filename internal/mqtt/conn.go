@@ -48,10 +48,9 @@ type conn struct {
 	kaWindow   time.Duration // read deadline after each packet
 	expiry     *time.Timer   // closes the connection when its SAS token expires
 
-	out       chan outItem
-	ctx       context.Context
-	cancel    context.CancelFunc
-	writerErr chan error
+	wq     writeQueue // what is to be written (writeq.go)
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	reasonMu sync.Mutex
 	reason   *closeReason // why the connection ends; first one set wins
@@ -76,8 +75,7 @@ type closeReason struct {
 }
 
 // outItem is one entry of the write queue: bytes to write, or an acknowledgement to send once a
-// telemetry message is stored. Every connection's queue holds room for WriteQueue items from
-// its start, idle or not, so the fields are ordered to keep an item at 40 bytes, not 48.
+// telemetry message is stored.
 type outItem struct {
 	data    []byte
 	pending *telemetry.Pending
@@ -90,7 +88,7 @@ func (s *Server) ServeConn(nc net.Conn, protocol string) {
 	c := &conn{
 		s: s, nc: nc, br: &smallReader{rd: nc}, protocol: protocol,
 		remote: nc.RemoteAddr().String(), connID: randomID(), startedAt: s.cfg.Now(),
-		out: make(chan outItem, s.cfg.WriteQueue), writerErr: make(chan error, 1), subs: map[string]byte{},
+		subs: map[string]byte{},
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
@@ -121,7 +119,6 @@ func (c *conn) run() {
 		_ = c.nc.Close()
 		return
 	}
-	go c.writeLoop()
 	err := c.readLoop()
 	c.finish(err)
 }
@@ -505,73 +502,6 @@ func (c *conn) touch() {
 		defer cancel()
 		_ = c.s.cfg.Registry.RecordActivity(ctx, c.id.DeviceID, c.id.ModuleID, now)
 	}()
-}
-
-// enqueue hands an item to the write loop, waiting while the queue is full (back-pressure on the
-// device's reads), until the connection ends.
-func (c *conn) enqueue(it outItem) error {
-	select {
-	case c.out <- it:
-		return nil
-	case <-c.ctx.Done():
-		return context.Canceled
-	case err := <-c.writerErr:
-		return err
-	}
-}
-
-// writeLoop writes queued packets in order; a telemetry acknowledgement waits until its message
-// is stored, so PUBACKs go out in the order the PUBLISHes came in [MQTT-4.6.0-2].
-func (c *conn) writeLoop() {
-	var pending []byte // bytes to write in one go
-	fail := func(err error) {
-		select {
-		case c.writerErr <- err:
-		default:
-		}
-		c.cancel()
-		_ = c.nc.Close()
-	}
-	for {
-		var it outItem
-		select {
-		case it = <-c.out:
-		case <-c.ctx.Done():
-			return
-		}
-		if it.pending != nil {
-			_, err := it.pending.Wait(c.ctx)
-			if err != nil {
-				if c.ctx.Err() != nil {
-					return
-				}
-				e := errcode.As(err)
-				c.recordTelemetryError(&telemetry.Message{DeviceID: c.id.DeviceID, ModuleID: c.id.ModuleID}, int(it.size), e)
-				fail(e)
-				return
-			}
-			c.s.cfg.Metrics.TelemetrySuccess.Inc()
-			if it.ackID != 0 {
-				pending = appendAck(pending, typePuback, it.ackID)
-			}
-		} else {
-			pending = append(pending, it.data...)
-		}
-		// Write when nothing else is waiting, so a burst of acknowledgements shares one write.
-		if len(pending) == 0 || len(c.out) > 0 && len(pending) < 16<<10 {
-			continue
-		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
-		if _, err := c.nc.Write(pending); err != nil {
-			fail(errcode.New(errcode.DeviceConnectionClosedRemotely, "write failed: %v", err))
-			return
-		}
-		if cap(pending) > 16<<10 {
-			pending = nil // do not keep a big buffer on an idle connection
-		} else {
-			pending = pending[:0]
-		}
-	}
 }
 
 // finish ends an authenticated connection: it releases the identity's claim if it still holds

@@ -92,9 +92,7 @@ func (c *conn) onMethodRequest(in engine.Inbound) {
 	}
 	topic := "$iothub/methods/POST/" + req.Name + "/?$rid=" + rid
 	pkt := appendPublish(make([]byte, 0, 8+len(topic)+len(req.Payload)), topic, 0, 0, req.Payload)
-	select {
-	case c.out <- outItem{data: pkt}:
-	default:
+	if !c.tryEnqueue(outItem{data: pkt}) {
 		if _, ok := c.takePendingMethod(rid); ok {
 			fail(errcode.ServiceUnavailable, "the device's connection is not keeping up with what is sent to it; try again")
 		}

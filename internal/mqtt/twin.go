@@ -272,9 +272,7 @@ func (c *conn) onDesired(in engine.Inbound) {
 	}
 	topic := twinDesiredTopic + strconv.FormatInt(v, 10)
 	pkt := appendPublish(make([]byte, 0, 8+len(topic)+len(body)), topic, 0, 0, body)
-	select {
-	case c.out <- outItem{data: pkt}:
-	default:
+	if !c.tryEnqueue(outItem{data: pkt}) {
 		// Mark the gap (-1), so the next change is sent as the whole desired section.
 		c.tw.sent.CompareAndSwap(v, -1)
 		c.s.log.Debug("desired property notification dropped: the connection's queue is full",
