@@ -31,7 +31,8 @@ type conn struct {
 	s         *Server
 	nc        net.Conn
 	br        *smallReader
-	protocol  string // "Mqtt" or "MqttWs"
+	poll      *pollConn // the socket under TLS, when idle waits can use it (idle.go)
+	protocol  string    // "Mqtt" or "MqttWs"
 	remote    string
 	certs     []*x509.Certificate // client certificates from the TLS handshake
 	connID    string
@@ -86,18 +87,48 @@ type outItem struct {
 // ServeConn runs one device connection to its end. protocol is "Mqtt" or "MqttWs".
 func (s *Server) ServeConn(nc net.Conn, protocol string) {
 	c := &conn{
-		s: s, nc: nc, br: &smallReader{rd: nc}, protocol: protocol,
+		s: s, nc: nc, br: &smallReader{rd: nc}, poll: pollConnOf(nc), protocol: protocol,
 		remote: nc.RemoteAddr().String(), connID: randomID(), startedAt: s.cfg.Now(),
 		subs: map[string]byte{},
 	}
-	c.ctx, c.cancel = context.WithCancel(s.ctx)
-	defer c.cancel()
+	// Not a child of the server's context: that would put every connection in one map of the
+	// server's (about 0.5 KiB each). Shutdown cancels each connection itself.
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !s.track(c, true) {
+		c.cancel()
 		_ = nc.Close()
 		return
 	}
-	defer s.track(c, false)
-	c.run()
+	if c.poll != nil {
+		// The handshakes and the first packets run on this goroutine; once the device is quiet
+		// a fresh goroutine waits for its next packet and this one, with the deep stack the
+		// handshakes grew, ends (idle.go).
+		if !c.open() {
+			c.end()
+			return
+		}
+		c.serve()
+		return
+	}
+	// Without the probe (WebSockets) the caller's goroutine is the read loop for the
+	// connection's whole life. The handshakes run on a goroutine of their own, which ends with
+	// them: their crypto and engine calls grow a stack to tens of KiB, and a stack shrinks
+	// only by half per GC cycle.
+	ok := make(chan bool, 1)
+	go func() { ok <- c.open() }()
+	if !<-ok {
+		c.end()
+		return
+	}
+	c.serve()
+}
+
+// end releases what ServeConn took for a connection: its context and its place in the
+// server's set. It comes last, after finish for an authenticated connection.
+func (c *conn) end() {
+	_ = c.nc.Close()
+	c.cancel()
+	c.s.track(c, false)
 }
 
 // certConn makes ServeConn see the client certificates of a connection whose TLS
@@ -107,20 +138,17 @@ type certConn struct {
 	certs []*x509.Certificate
 }
 
-func (c *conn) run() {
-	// The TLS and MQTT handshakes run on a goroutine of their own, which ends with them. Their
-	// crypto and engine calls grow a goroutine's stack to tens of KiB, and a stack shrinks only
-	// by half per GC cycle: run here, they would leave the read loop of every idle connection on
-	// a grown stack for minutes. This way the read loop keeps the small stack it started with
-	// (about 6 KiB less RSS per idle connection with 19,000 of them).
-	ok := make(chan bool, 1)
-	go func() { ok <- c.open() }()
-	if !<-ok {
-		_ = c.nc.Close()
+// serve handles packets until the connection ends, or until the device is quiet on a
+// connection that can wait for it on a fresh goroutine (idle.go), which then carries on.
+func (c *conn) serve() {
+	err := c.readLoop()
+	if errors.Is(err, errQuiet) {
+		c.s.wg.Add(1)
+		go c.await()
 		return
 	}
-	err := c.readLoop()
 	c.finish(err)
+	c.end()
 }
 
 // open completes the TLS handshake under the connect deadline, keeping the client
@@ -129,7 +157,9 @@ func (c *conn) open() bool {
 	_ = c.nc.SetDeadline(time.Now().Add(c.s.cfg.ConnectTimeout))
 	switch tc := c.nc.(type) {
 	case *tls.Conn:
-		if err := tc.HandshakeContext(c.ctx); err != nil {
+		// The deadline above bounds it and Shutdown moves it to now; HandshakeContext would also
+		// leave a child-context map on c.ctx for the connection's whole life.
+		if err := tc.Handshake(); err != nil {
 			return false
 		}
 		c.certs = tc.ConnectionState().PeerCertificates
@@ -315,6 +345,12 @@ func (c *conn) writeNow(b []byte) {
 // readLoop handles packets until the connection ends; the error says why.
 func (c *conn) readLoop() error {
 	for {
+		if err := c.probe(); err != nil {
+			if errors.Is(err, errQuiet) {
+				return err
+			}
+			return c.readErr(err)
+		}
 		h, err := readHeader(c.br, c.s.cfg.MaxPacket)
 		if err != nil {
 			return c.readErr(err)

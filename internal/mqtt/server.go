@@ -24,6 +24,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -100,9 +101,11 @@ type Server struct {
 	wg     sync.WaitGroup
 }
 
+// subjectConns is the local connections listening on one subject: almost always one, briefly
+// two while a new connection of an identity replaces the old, so a slice, not a map.
 type subjectConns struct {
 	sub   *engine.Subscription
-	conns map[*conn]struct{}
+	conns []*conn
 }
 
 // presenceEntry is the claim a connection writes for its identity.
@@ -249,9 +252,7 @@ func (s *Server) dispatch() {
 		s.mu.Lock()
 		var targets []*conn
 		if sc := s.bySubject[in.Subject]; sc != nil {
-			for c := range sc.conns {
-				targets = append(targets, c)
-			}
+			targets = append(targets, sc.conns...)
 		}
 		s.mu.Unlock()
 		kind := in.Subject[strings.LastIndexByte(in.Subject, '.')+1:]
@@ -290,10 +291,12 @@ func (s *Server) register(c *conn, subject string) error {
 				return err
 			}
 		}
-		sc = &subjectConns{sub: sub, conns: map[*conn]struct{}{}}
+		sc = &subjectConns{sub: sub}
 		s.bySubject[subject] = sc
 	}
-	sc.conns[c] = struct{}{}
+	if !slices.Contains(sc.conns, c) {
+		sc.conns = append(sc.conns, c)
+	}
 	return nil
 }
 
@@ -319,7 +322,9 @@ func (s *Server) unregister(c *conn, subject string) {
 	if sc == nil {
 		return
 	}
-	delete(sc.conns, c)
+	if i := slices.Index(sc.conns, c); i >= 0 {
+		sc.conns = slices.Delete(sc.conns, i, i+1)
+	}
 	if len(sc.conns) == 0 {
 		sc.sub.Unsubscribe()
 		delete(s.bySubject, subject)
