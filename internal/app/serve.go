@@ -219,7 +219,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Hub, erro
 		}
 		h.MQTTAddr = mqttLn.Addr().String()
 		go func() {
-			if err := h.MQTT.Serve(mqtt.NewTLSListener(mqttLn, h.TLS.Config)); err != nil {
+			if err := h.MQTT.Serve(tls.NewListener(mqttLn, h.TLS.Config)); err != nil {
 				h.errc <- err
 			}
 		}()

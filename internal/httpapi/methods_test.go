@@ -77,7 +77,7 @@ func newMethodNode(t testing.TB, eng *engine.Engine, node string, clk methods.Cl
 		t.Fatal(err)
 	}
 	n.mqttAddr = ln.Addr().String()
-	go func() { _ = ms.Serve(mqtt.NewTLSListener(ln, mat.Config)) }()
+	go func() { _ = ms.Serve(tls.NewListener(ln, mat.Config)) }()
 	svc, err := methods.New(methods.Config{Engine: eng, Registry: n.reg, Metrics: n.m, Clock: clk})
 	if err != nil {
 		t.Fatal(err)

@@ -69,7 +69,7 @@ func startC2DHub(t testing.TB, eng *engine.Engine, node string, ccfg c2d.Config)
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
-	go func() { _ = h.srv.Serve(mqtt.NewTLSListener(ln, mat.Config)) }()
+	go func() { _ = h.srv.Serve(tls.NewListener(ln, mat.Config)) }()
 	stopped := false
 	stop := func() {
 		if stopped {

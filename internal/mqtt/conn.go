@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/roost-iot/roost/internal/auth"
@@ -31,8 +32,8 @@ type conn struct {
 	s         *Server
 	nc        net.Conn
 	br        *smallReader
-	poll      *pollConn // the socket under TLS, when idle waits can use it (idle.go)
-	protocol  string    // "Mqtt" or "MqttWs"
+	raw       syscall.RawConn // the socket under TLS, for quiet connections to wait on (idle.go)
+	protocol  string          // "Mqtt" or "MqttWs"
 	remote    string
 	certs     []*x509.Certificate // client certificates from the TLS handshake
 	connID    string
@@ -47,6 +48,7 @@ type conn struct {
 	subs       map[string]byte
 	listening  []string      // cluster subjects besides kick (see listen)
 	kaWindow   time.Duration // read deadline after each packet
+	kaDeadline time.Time     // when the keep-alive window ends
 	expiry     *time.Timer   // closes the connection when its SAS token expires
 
 	wq     writeQueue // what is to be written (writeq.go)
@@ -87,19 +89,20 @@ type outItem struct {
 // ServeConn runs one device connection to its end. protocol is "Mqtt" or "MqttWs".
 func (s *Server) ServeConn(nc net.Conn, protocol string) {
 	c := &conn{
-		s: s, nc: nc, br: &smallReader{rd: nc}, poll: pollConnOf(nc), protocol: protocol,
+		s: s, nc: nc, raw: rawSocket(nc), protocol: protocol,
 		remote: nc.RemoteAddr().String(), connID: randomID(), startedAt: s.cfg.Now(),
 		subs: map[string]byte{},
 	}
 	// Not a child of the server's context: that would put every connection in one map of the
 	// server's (about 0.5 KiB each). Shutdown cancels each connection itself.
+	c.br = &smallReader{rd: packetReader{c}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if !s.track(c, true) {
 		c.cancel()
 		_ = nc.Close()
 		return
 	}
-	if c.poll != nil {
+	if c.raw != nil {
 		// The handshakes and the first packets run on this goroutine; once the device is quiet
 		// a fresh goroutine waits for its next packet and this one, with the deep stack the
 		// handshakes grew, ends (idle.go).
@@ -332,7 +335,7 @@ func (c *conn) keepAlive(seconds uint16) {
 	}
 	c.kaWindow = d
 	_ = c.nc.SetDeadline(time.Time{})
-	_ = c.nc.SetReadDeadline(time.Now().Add(d))
+	c.armDeadline()
 }
 
 // writeNow writes directly, before the write loop runs (CONNACK, refusals).
@@ -345,11 +348,8 @@ func (c *conn) writeNow(b []byte) {
 // readLoop handles packets until the connection ends; the error says why.
 func (c *conn) readLoop() error {
 	for {
-		if err := c.probe(); err != nil {
-			if errors.Is(err, errQuiet) {
-				return err
-			}
-			return c.readErr(err)
+		if err := c.nextPacket(); err != nil {
+			return err
 		}
 		h, err := readHeader(c.br, c.s.cfg.MaxPacket)
 		if err != nil {
@@ -362,7 +362,7 @@ func (c *conn) readLoop() error {
 				return c.readErr(err)
 			}
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.kaWindow))
+		c.armDeadline()
 		if err := c.handle(h, body); err != nil {
 			return err
 		}

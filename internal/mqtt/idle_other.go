@@ -4,17 +4,10 @@ package mqtt
 
 import (
 	"errors"
-	"net"
+	"syscall"
 )
 
-const pollSupported = false
+// Elsewhere quiet connections block in TLS as they always did.
+const waitSupported = false
 
-// pollConn exists only on Linux; elsewhere idle connections block in TLS as usual.
-type pollConn struct {
-	*net.TCPConn
-	probing bool
-}
-
-func newPollConn(*net.TCPConn) (*pollConn, error) { return nil, errors.ErrUnsupported }
-
-func (p *pollConn) waitReadable() error { return errors.ErrUnsupported }
+func waitReadable(syscall.RawConn) error { return errors.ErrUnsupported }

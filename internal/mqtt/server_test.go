@@ -73,7 +73,7 @@ func startHub(t *testing.T, eng *engine.Engine, cfg mqtt.Config) *hub {
 		t.Fatal(err)
 	}
 	h.addr = ln.Addr().String()
-	go func() { _ = h.srv.Serve(mqtt.NewTLSListener(ln, mat.Config)) }()
+	go func() { _ = h.srv.Serve(tls.NewListener(ln, mat.Config)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -107,6 +107,6 @@ func (c *conn) countThrottled(class throttle.Class, err error) {
 // the hub's doing, and must not count as the device's silence.
 func (c *conn) afterWait(start time.Time) {
 	if time.Since(start) > time.Millisecond && c.kaWindow > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.kaWindow))
+		c.armDeadline()
 	}
 }

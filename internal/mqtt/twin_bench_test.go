@@ -61,7 +61,7 @@ func startBenchNode(b *testing.B, eng *engine.Engine, nodeID string) *benchNode 
 		b.Fatal(err)
 	}
 	n.addr = ln.Addr().String()
-	go func() { _ = srv.Serve(mqtt.NewTLSListener(ln, mat.Config)) }()
+	go func() { _ = srv.Serve(tls.NewListener(ln, mat.Config)) }()
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -13,11 +13,12 @@ import (
 // connection holds no queue buffer and no write goroutine, which is most of what an idle
 // connection would otherwise cost (a 256-item channel is 10 KiB, a parked goroutine's stack 2-8).
 // A writer goroutine is started by the first item queued after the queue ran empty and ends
-// when it has written everything.
+// when the queue has stayed empty for writerLinger, so a busy connection keeps its writer.
 type writeQueue struct {
 	mu      sync.Mutex
 	items   []outItem
 	running bool          // a writer goroutine owns the socket's write side
+	wake    chan struct{} // the lingering writer waits on it; nil when no writer lingers
 	space   chan struct{} // closed when the writer takes items; nil when nobody waits for room
 	err     error         // why the writer stopped; once set, nothing more is written
 }
@@ -71,13 +72,25 @@ func (c *conn) tryEnqueue(it outItem) bool {
 	return true
 }
 
-// pushLocked appends an item and starts a writer if none runs. c.wq.mu is held.
+// writerLinger is how long a writer waits for more once it has written everything. Starting a
+// goroutine for every burst would cost a busy connection more than the wait does, while an
+// idle one still ends up with no writer.
+const writerLinger = time.Second
+
+// pushLocked appends an item and starts a writer if none runs, or wakes a lingering one. c.wq.mu
+// is held.
 func (c *conn) pushLocked(it outItem) {
 	q := &c.wq
 	q.items = append(q.items, it)
-	if !q.running {
+	switch {
+	case !q.running:
 		q.running = true
 		go c.writeLoop()
+	case q.wake != nil:
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -94,6 +107,35 @@ func (c *conn) failWrites(err error) {
 	_ = c.nc.Close()
 }
 
+// lingered waits up to writerLinger for more items, with c.wq.mu held on entry and released
+// while waiting. It returns with the lock held: true when the wait ran out (the writer should
+// end if the queue is still empty), false when it was woken or the connection is ending,
+// with the lock released (the caller looks again).
+func (c *conn) lingered(linger **time.Timer) bool {
+	q := &c.wq
+	if q.wake == nil {
+		q.wake = make(chan struct{}, 1)
+	}
+	wake := q.wake
+	q.mu.Unlock()
+	if *linger == nil {
+		*linger = time.NewTimer(writerLinger)
+	} else {
+		(*linger).Reset(writerLinger)
+	}
+	select {
+	case <-wake:
+		(*linger).Stop()
+		return false
+	case <-c.ctx.Done():
+		(*linger).Stop()
+		return false
+	case <-(*linger).C:
+		q.mu.Lock()
+		return true
+	}
+}
+
 // writeLoop writes queued packets in order until the queue is empty; a telemetry
 // acknowledgement waits until its message is stored, so PUBACKs go out in the order the
 // PUBLISHes came in [MQTT-4.6.0-2]. Everything taken in one turn is written with one call.
@@ -101,11 +143,21 @@ func (c *conn) writeLoop() {
 	q := &c.wq
 	var batch []outItem
 	var buf []byte
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		q.mu.Lock()
+		if len(q.items) == 0 && q.err == nil && c.ctx.Err() == nil && !c.lingered(&linger) {
+			continue // woken with work, or spuriously: look again
+		}
 		if len(q.items) == 0 || q.err != nil || c.ctx.Err() != nil {
 			// Leave nothing behind on an idle connection: the next item starts a new writer.
 			q.running = false
+			q.wake = nil
 			q.mu.Unlock()
 			return
 		}
@@ -140,6 +192,13 @@ func (c *conn) writeLoop() {
 			*it = outItem{}
 		}
 		if len(buf) == 0 {
+			continue
+		}
+		// Write when nothing else is waiting, so a burst of acknowledgements shares one write.
+		q.mu.Lock()
+		more := len(q.items) > 0
+		q.mu.Unlock()
+		if more && len(buf) < 16<<10 {
 			continue
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
