@@ -385,6 +385,10 @@ func (i *Injector) Check(ctx context.Context, category, op, deviceID string) *er
 
 // take spends one of a counted rule's failures, cluster-wide; false when none is left.
 func (i *Injector) take(ctx context.Context, id string) bool {
+	// Callers on hot paths pass their connection's context: bound the engine calls here, so
+	// Check costs no timer when nothing matches.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	for attempt := 0; attempt < 5; attempt++ {
 		ent, err := i.kv.Get(ctx, key(id))
 		if err != nil {

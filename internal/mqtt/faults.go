@@ -1,9 +1,7 @@
 package mqtt
 
 import (
-	"context"
 	"encoding/json"
-	"time"
 
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
@@ -36,9 +34,7 @@ func (c *conn) connectFault(dev string) *errcode.Error {
 	if c.s.cfg.Faults == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-	defer cancel()
-	return c.s.cfg.Faults.Check(ctx, diag.Connections, diag.OpDeviceConnect, dev)
+	return c.s.cfg.Faults.Check(c.ctx, diag.Connections, diag.OpDeviceConnect, dev)
 }
 
 // telemetryFault injects a failure into a telemetry PUBLISH: the message is refused and logged
@@ -48,9 +44,7 @@ func (c *conn) telemetryFault(msg *telemetry.Message, size int) error {
 	if c.s.cfg.Faults == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-	defer cancel()
-	e := c.s.cfg.Faults.Check(ctx, diag.DeviceTelemetry, diag.OpIngress, c.id.DeviceID)
+	e := c.s.cfg.Faults.Check(c.ctx, diag.DeviceTelemetry, diag.OpIngress, c.id.DeviceID)
 	if e == nil {
 		return nil
 	}
@@ -69,9 +63,7 @@ func (c *conn) opFault(category, op string) error {
 	if c.s.cfg.Faults == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-	defer cancel()
-	if e := c.s.cfg.Faults.Check(ctx, category, op, c.id.DeviceID); e != nil {
+	if e := c.s.cfg.Faults.Check(c.ctx, category, op, c.id.DeviceID); e != nil {
 		return e
 	}
 	return nil
