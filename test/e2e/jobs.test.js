@@ -14,7 +14,8 @@
 //   promise forms resolve with { jobStatus: <parsed body>, response }.
 // - createQuery(jobType, jobStatus, pageSize) GETs /jobs/v2/query?api-version&jobStatus&jobType
 //   with x-ms-max-item-count (page size) and x-ms-continuation headers; Query.next() resolves
-//   with { result, message } and hasMoreResults is "the answer had x-ms-continuation".
+//   with { result, message } and hasMoreResults is "the answer had x-ms-continuation"; its
+//   promise form forgets the stored token, so pass query.continuationToken to next().
 // - Errors: 409 DeviceAlreadyExistsError, 404 (not DeviceNotFound) plain Error('Not found'),
 //   400 ArgumentError.
 
@@ -95,7 +96,7 @@ async function deviceJobRows(jobId) {
   const query = registry.createQuery(`SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '${jobId}'`, 100);
   const rows = {};
   while (query.hasMoreResults) {
-    const { result, message } = await withTimeout(query.next(), OP_TIMEOUT, 'query.next');
+    const { result, message } = await withTimeout(query.next(query.continuationToken), OP_TIMEOUT, 'query.next');
     assert.equal(message.headers['x-ms-item-type'], 'deviceJob');
     for (const row of result) rows[row.deviceId] = row;
   }
@@ -205,7 +206,9 @@ describe('jobs v2 with JobClient', () => {
     const seen = [];
     let pages = 0;
     while (query.hasMoreResults) {
-      const { result, message } = await withTimeout(query.next(), OP_TIMEOUT, 'query.next');
+      // The SDK's promise form of next() drops the stored token (only its callback form uses
+      // it), so pass it explicitly, as an application paging with promises must.
+      const { result, message } = await withTimeout(query.next(query.continuationToken), OP_TIMEOUT, 'query.next');
       pages += 1;
       assert.equal(message.headers['x-ms-item-type'], 'jobResponse');
       assert.ok(result.length <= 1, `page size 1, got ${result.length}`);
