@@ -346,7 +346,8 @@ func TestRegistryJobCapAndCancel(t *testing.T) {
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body) // then the server notices when the client goes away
-		select {                           // never block here: httptest's Close waits for every handler to return
+		// Never block here: httptest's Close waits for every handler to return.
+		select {
 		case stuck <- struct{}{}:
 		default:
 		}
