@@ -793,11 +793,14 @@ func (r *Registry) SetConnectionState(ctx context.Context, id, mid string, conne
 	if mid != "" {
 		key = moduleKey(id, mid)
 	}
-	cs := r.loadState(ctx, key)
-	cs.ConnectionState = Disconnected
+	// A connect sets every field, so only a disconnect reads what is stored (lastActivityTime).
+	var cs connState
 	if connected {
 		cs.ConnectionState = Connected
 		cs.LastActivityTime = Time{at.UTC()}
+	} else {
+		cs = r.loadState(ctx, key)
+		cs.ConnectionState = Disconnected
 	}
 	cs.ConnectionStateUpdatedTime = Time{at.UTC()}
 	b, _ := json.Marshal(cs)
