@@ -128,10 +128,17 @@ func (m *Manager) deliverSub(ctx context.Context, s Subscription) error {
 	waiting := map[uint64]bool{} // sequences in retries
 	var lastRead uint64
 	var saveMu sync.Mutex // serializes checkpoint writes (lock order: saveMu, then mu)
-	saved := uint64(0)
-	saveCheckpoint := func() {
+	saved := fc.StartSeq - min(fc.StartSeq, 1)
+	var lastSave time.Time
+	// saveCheckpoint saves the position if it moved and, unless force, saveEvery has passed
+	// since the last save (see saveEvery for why a replay is safe). The retry loop calls it
+	// every 50 ms, so a position is saved soon after the stream goes quiet.
+	saveCheckpoint := func(ctx context.Context, force bool) {
 		saveMu.Lock()
 		defer saveMu.Unlock()
+		if !force && time.Since(lastSave) < saveEvery {
+			return
+		}
 		mu.Lock()
 		cp := lastRead
 		for seq := range waiting {
@@ -141,8 +148,10 @@ func (m *Manager) deliverSub(ctx context.Context, s Subscription) error {
 		}
 		mu.Unlock()
 		if cp > saved {
-			m.save(ctx, key, cp)
-			saved = cp
+			lastSave = time.Now()
+			if m.save(ctx, key, cp) == nil {
+				saved = cp
+			}
 		}
 	}
 	// attempt delivers p once and reschedules or dead-letters it on failure.
@@ -194,14 +203,23 @@ func (m *Manager) deliverSub(ctx context.Context, s Subscription) error {
 			}
 			mu.Unlock()
 			if due == nil {
+				saveCheckpoint(ctx, false)
 				sleep(ctx, 50*time.Millisecond)
 				continue
 			}
 			attempt(due)
-			saveCheckpoint()
+			saveCheckpoint(ctx, false)
 		}
 	}()
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), exitSave)
+		defer cancel()
+		// A deleted subscription's worker stops after its position is removed; keep it removed.
+		if _, ok, err := m.Get(sctx, s.Name); err == nil && ok {
+			saveCheckpoint(sctx, true)
+		}
+	}()
 
 	for {
 		mu.Lock()
@@ -228,7 +246,7 @@ func (m *Manager) deliverSub(ctx context.Context, s Subscription) error {
 		mu.Lock()
 		lastRead = msg.Sequence
 		mu.Unlock()
-		saveCheckpoint()
+		saveCheckpoint(ctx, false)
 	}
 }
 

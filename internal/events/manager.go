@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/roost-iot/roost/internal/diag"
@@ -62,7 +63,12 @@ type Manager struct {
 	subs  *engine.Bucket
 	state *engine.Bucket
 	log   *slog.Logger
+	// anySubs is whether a subscription exists, kept by [Manager.watchSubscriptions].
+	anySubs atomic.Bool
 }
+
+// subsBucket holds the subscriptions.
+const subsBucket = "event-subs"
 
 // Open opens the subscriptions, state, events and dead letters.
 func Open(ctx context.Context, eng *engine.Engine, cfg Config) (*Manager, error) {
@@ -93,7 +99,7 @@ func Open(ctx context.Context, eng *engine.Engine, cfg Config) (*Manager, error)
 	}
 	m := &Manager{cfg: cfg, eng: eng, log: log.With("component", "events")}
 	var err error
-	if m.subs, err = eng.KV(ctx, engine.BucketConfig{Name: "event-subs", Description: "device event subscriptions"}); err != nil {
+	if m.subs, err = eng.KV(ctx, engine.BucketConfig{Name: subsBucket, Description: "device event subscriptions"}); err != nil {
 		return nil, err
 	}
 	if m.state, err = eng.KV(ctx, engine.BucketConfig{Name: "event-state", Description: "where event producers and subscriptions got to"}); err != nil {
@@ -199,6 +205,10 @@ func (m *Manager) Run(ctx context.Context) {
 			}
 		}()
 	}
+	// Until the watcher has caught up, trust the list (and on an error, produce).
+	subs, err := m.List(ctx)
+	m.anySubs.Store(err != nil || len(subs) > 0)
+	run("subscriptions", m.watchSubscriptions)
 	run("connections", m.produceConnections)
 	run("registry", m.produceLifecycle)
 	if m.cfg.Telemetry != nil {
@@ -226,10 +236,12 @@ func (m *Manager) checkpoint(ctx context.Context, key string) uint64 {
 	return n
 }
 
-func (m *Manager) save(ctx context.Context, key string, seq uint64) {
-	if _, err := m.state.Put(ctx, key, []byte(strconv.FormatUint(seq, 10))); err != nil && ctx.Err() == nil {
+func (m *Manager) save(ctx context.Context, key string, seq uint64) error {
+	_, err := m.state.Put(ctx, key, []byte(strconv.FormatUint(seq, 10)))
+	if err != nil && ctx.Err() == nil {
 		m.log.Warn("save event position", "key", key, "err", err)
 	}
+	return err
 }
 
 // publish stores an event once (its id deduplicates replays after a failover).
@@ -261,7 +273,8 @@ func (m *Manager) produceConnections(ctx context.Context) error {
 	}
 	const key = "src.connections"
 	fc := engine.FollowConfig{Filters: diag.Filters([]string{diag.Connections}, nil)}
-	if seq := m.checkpoint(ctx, key); seq > 0 {
+	seq := m.checkpoint(ctx, key)
+	if seq > 0 {
 		fc.StartSeq = seq + 1
 	} else {
 		fc.NewOnly = true
@@ -271,46 +284,65 @@ func (m *Manager) produceConnections(ctx context.Context) error {
 		return err
 	}
 	defer f.Stop()
+	pos := m.position(key, seq)
+	defer pos.close(ctx)
+	var w window
+	defer w.end()
 	for {
-		msg, err := f.Next(ctx)
+		msg, err := pos.next(ctx, f, &w)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		var w diag.Wire
-		if json.Unmarshal(msg.Data, &w) == nil {
-			var typ string
-			switch {
-			case w.OperationName == diag.OpDeviceConnect && w.Level != diag.LevelError:
-				typ = DeviceConnected
-			case w.OperationName == diag.OpDeviceDisconnect:
-				typ = DeviceDisconnected
-			}
-			var p struct {
-				DeviceID string `json:"deviceId"`
-				ModuleID string `json:"moduleId"`
-			}
-			_ = json.Unmarshal([]byte(w.Properties), &p)
-			if typ != "" && p.DeviceID != "" {
-				at, _ := time.Parse(time.RFC3339Nano, w.Time)
-				data := map[string]any{
-					"deviceConnectionStateEventInfo": map[string]string{"sequenceNumber": SequenceNumber(msg.Sequence)},
-					"hubName":                        m.cfg.HubName, "deviceId": p.DeviceID, "moduleId": p.ModuleID,
-				}
-				id := eventID(1, msg.Sequence)
-				e := m.event(typ, p.DeviceID, id, at, data, "1")
-				if p.ModuleID != "" {
-					e.Subject += "/modules/" + p.ModuleID
-				}
-				if err := m.publish(ctx, id, e); err != nil {
-					return err
-				}
+		if m.wantEvents() {
+			if err := m.connectionEvent(ctx, msg); err != nil {
+				return err
 			}
 		}
-		m.save(ctx, key, msg.Sequence)
+		pos.advance(msg.Sequence)
+		if pos.due() {
+			pos.save(ctx)
+			w.end()
+		}
 	}
+}
+
+// connectionEvent publishes the event of a Connections record, if it makes one.
+func (m *Manager) connectionEvent(ctx context.Context, msg engine.Msg) error {
+	var w diag.Wire
+	if json.Unmarshal(msg.Data, &w) != nil {
+		return nil
+	}
+	var typ string
+	switch {
+	case w.OperationName == diag.OpDeviceConnect && w.Level != diag.LevelError:
+		typ = DeviceConnected
+	case w.OperationName == diag.OpDeviceDisconnect:
+		typ = DeviceDisconnected
+	default:
+		return nil
+	}
+	var p struct {
+		DeviceID string `json:"deviceId"`
+		ModuleID string `json:"moduleId"`
+	}
+	_ = json.Unmarshal([]byte(w.Properties), &p)
+	if p.DeviceID == "" {
+		return nil
+	}
+	at, _ := time.Parse(time.RFC3339Nano, w.Time)
+	data := map[string]any{
+		"deviceConnectionStateEventInfo": map[string]string{"sequenceNumber": SequenceNumber(msg.Sequence)},
+		"hubName":                        m.cfg.HubName, "deviceId": p.DeviceID, "moduleId": p.ModuleID,
+	}
+	id := eventID(1, msg.Sequence)
+	e := m.event(typ, p.DeviceID, id, at, data, "1")
+	if p.ModuleID != "" {
+		e.Subject += "/modules/" + p.ModuleID
+	}
+	return m.publish(ctx, id, e)
 }
 
 // storedDevice is the part of a registry entry the twin template needs.
@@ -337,19 +369,27 @@ func (m *Manager) produceLifecycle(ctx context.Context) error {
 		if st, err := m.eng.OpenStream(ctx, "KV_"+m.cfg.RegistryBucket); err == nil {
 			if s, err := st.State(ctx); err == nil {
 				from = s.LastSeq
-				m.save(ctx, key, from)
+				_ = m.save(ctx, key, from)
 			}
 		}
 	}
+	// FollowBucket gives no chance to act while the registry is quiet, so a goroutine of its
+	// own saves the position the callback reached, at most every saveEvery and within saveEvery
+	// of a change. (Not at once after an event either: a bulk import would again cost a save
+	// per device, and a replay of the last saveEvery only stores duplicates the engine drops.)
+	var seen atomic.Uint64
+	seen.Store(from)
+	wake := make(chan struct{}, 1)
+	sctx, stopSaver := context.WithCancel(ctx)
+	saverDone := make(chan struct{})
+	go func() { defer close(saverDone); m.saveLoop(sctx, m.position(key, from), &seen, wake) }()
+	defer func() { stopSaver(); <-saverDone }()
 	deleted := map[uint64]bool{} // revisions of delete markers seen: a Create after one names it
 	var ferr error
+	// Most changes (updates) make no event and cost a map lookup, an atomic store and a
+	// non-blocking send.
 	err := m.eng.FollowBucket(ctx, m.cfg.RegistryBucket, "d.*", from, func(c engine.Change) bool {
-		dev, err := engine.DecodeToken(strings.TrimPrefix(c.Key, "d."))
-		if err != nil {
-			return true
-		}
 		var typ string
-		var sd storedDevice
 		switch {
 		case c.Deleted:
 			typ = DeviceDeleted
@@ -360,17 +400,26 @@ func (m *Manager) produceLifecycle(ctx context.Context) error {
 		case c.Created || deleted[c.ExpectedRevision]:
 			typ = DeviceCreated
 			delete(deleted, c.ExpectedRevision)
-			_ = json.Unmarshal(c.Value, &sd)
 		}
-		if typ != "" {
-			id := eventID(2, c.Revision)
-			data := map[string]any{"twin": twinTemplate(dev, sd, c.Revision), "hubName": m.cfg.HubName, "deviceId": dev}
-			if err := m.publish(ctx, id, m.event(typ, dev, id, c.Time, data, "1")); err != nil {
-				ferr = err
-				return false
+		if typ != "" && m.wantEvents() {
+			if dev, err := engine.DecodeToken(strings.TrimPrefix(c.Key, "d.")); err == nil {
+				var sd storedDevice
+				if typ == DeviceCreated {
+					_ = json.Unmarshal(c.Value, &sd)
+				}
+				id := eventID(2, c.Revision)
+				data := map[string]any{"twin": twinTemplate(dev, sd, c.Revision), "hubName": m.cfg.HubName, "deviceId": dev}
+				if err := m.publish(ctx, id, m.event(typ, dev, id, c.Time, data, "1")); err != nil {
+					ferr = err
+					return false
+				}
 			}
 		}
-		m.save(ctx, key, c.Revision)
+		seen.Store(c.Revision)
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
 		return true
 	})
 	if ferr != nil {
