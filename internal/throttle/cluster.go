@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"math"
 	"time"
 
@@ -33,6 +34,80 @@ type nodeState struct {
 	Demand [numClasses]float64 `json:"demand"`
 }
 
+func (s nodeState) stamp() int64 { return s.At }
+
+// member is a node's seat in one kind of shared budget (the hub's rates under "node.<id>", the
+// device group totals under "group.<id>"): its key in the throttle bucket and the loop that
+// rebalances every interval until leave.
+type member struct {
+	bucket   *engine.Bucket
+	prefix   string
+	nodeKey  string
+	interval time.Duration
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// join takes the seat and runs rebalance now and then every interval until ctx ends or leave.
+func (m *member) join(ctx context.Context, b *engine.Bucket, prefix string, cfg JoinConfig, rebalance func(context.Context)) {
+	m.bucket, m.prefix, m.interval = b, prefix, cfg.Interval
+	m.nodeKey = prefix + hex.EncodeToString([]byte(cfg.Node))
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.stop = cancel
+	m.done = make(chan struct{})
+	rebalance(rctx)
+	go func() {
+		defer close(m.done)
+		tick := time.NewTicker(m.interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				rebalance(rctx)
+			}
+		}
+	}()
+}
+
+// leave stops rebalancing and withdraws the node's state, so the others take its share.
+func (m *member) leave() {
+	if m.stop == nil {
+		return
+	}
+	m.stop()
+	<-m.done
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = m.bucket.Delete(ctx, m.nodeKey, 0)
+}
+
+// exchange publishes this node's state and returns the state of every live node (one that
+// published within three intervals), this one's included; an error when either step failed or
+// no node is known.
+func exchange[S interface{ stamp() int64 }](ctx context.Context, m *member, now time.Time, me S) ([]S, error) {
+	val, _ := json.Marshal(me)
+	if _, err := m.bucket.Put(ctx, m.nodeKey, val); err != nil {
+		return nil, err
+	}
+	stale := now.Add(-3 * m.interval).UnixNano()
+	var nodes []S
+	err := m.bucket.Scan(ctx, []string{m.prefix + "*"}, func(e engine.Entry) bool {
+		var ns S
+		if e.Key == m.nodeKey {
+			nodes = append(nodes, me)
+		} else if json.Unmarshal(e.Value, &ns) == nil && ns.stamp() >= stale {
+			nodes = append(nodes, ns)
+		}
+		return true
+	})
+	if err == nil && len(nodes) == 0 {
+		err = errors.New("no node has published its state")
+	}
+	return nodes, err
+}
+
 // Join makes the throttler one node of the hub: it opens the engine state shared by all nodes
 // (shares of the rates, the daily quota) and rebalances the shares until ctx ends or Close is
 // called. On the unlimited hub it does nothing.
@@ -47,42 +122,19 @@ func (t *Throttler) Join(ctx context.Context, eng *engine.Engine, cfg JoinConfig
 	if err != nil {
 		return err
 	}
-	t.bucket = b
-	t.nodeKey = "node." + hex.EncodeToString([]byte(cfg.Node))
-	t.interval = cfg.Interval
 	if limit, meter := DailyQuota(t.sku, t.units); limit > 0 {
 		t.quota = newQuota(b, limit, meter, t.now)
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	t.stop = cancel
-	t.done = make(chan struct{})
-	t.Rebalance(rctx)
-	go func() {
-		defer close(t.done)
-		tick := time.NewTicker(cfg.Interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-tick.C:
-				t.Rebalance(rctx)
-			}
-		}
-	}()
+	t.seat.join(ctx, b, "node.", cfg, t.Rebalance)
 	return nil
 }
 
 // Close stops rebalancing and withdraws the node, so the others take its share.
 func (t *Throttler) Close() {
-	if t == nil || t.stop == nil {
+	if t == nil {
 		return
 	}
-	t.stop()
-	<-t.done
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = t.bucket.Delete(ctx, t.nodeKey, 0)
+	t.seat.leave()
 }
 
 // Rebalance publishes this node's demand since the last call and sets its shares from every
@@ -94,23 +146,11 @@ func (t *Throttler) Rebalance(ctx context.Context) {
 	for c := range numClasses {
 		me.Demand[c] = t.lims[c].takeDemand()
 	}
-	val, _ := json.Marshal(me)
-	if _, err := t.bucket.Put(ctx, t.nodeKey, val); err != nil {
-		t.log.Warn("could not publish this node's demand", "err", err)
-		return
-	}
-	stale := now.Add(-3 * t.interval).UnixNano()
-	var nodes []nodeState
-	err := t.bucket.Scan(ctx, []string{"node.*"}, func(e engine.Entry) bool {
-		var ns nodeState
-		if e.Key == t.nodeKey {
-			nodes = append(nodes, me)
-		} else if json.Unmarshal(e.Value, &ns) == nil && ns.At >= stale {
-			nodes = append(nodes, ns)
+	nodes, err := exchange(ctx, &t.seat, now, me)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.log.Warn("could not share this node's demand with the others", "err", err)
 		}
-		return true
-	})
-	if err != nil || len(nodes) == 0 {
 		return
 	}
 	t.setShares(me, nodes)

@@ -2,8 +2,6 @@ package throttle
 
 import (
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"strconv"
 	"sync"
 	"time"
@@ -49,11 +47,7 @@ func (g *groupBudget) refuse(what string, rate float64) error {
 
 // sharedGroups is the engine side of the group budgets.
 type sharedGroups struct {
-	bucket   *engine.Bucket
-	nodeKey  string
-	interval time.Duration
-	stop     context.CancelFunc
-	done     chan struct{}
+	seat member // in the group totals, once joined (cluster.go)
 
 	mu     sync.Mutex
 	shares map[string]float64 // demand key -> this node's share
@@ -63,6 +57,8 @@ type groupNodeState struct {
 	At     int64              `json:"at"` // unix nanoseconds
 	Demand map[string]float64 `json:"demand"`
 }
+
+func (s groupNodeState) stamp() int64 { return s.At }
 
 // demandKey names one kind of one group's total in the published demand. The condition, not
 // the group's position, names it, so nodes agree on it even if their lists are ordered apart.
@@ -91,40 +87,16 @@ func (d *DeviceLimits) Join(ctx context.Context, eng *engine.Engine, cfg JoinCon
 	if err != nil {
 		return err
 	}
-	s := &d.share
-	s.bucket = b
-	s.nodeKey = "group." + hex.EncodeToString([]byte(cfg.Node))
-	s.interval = cfg.Interval
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.stop = cancel
-	s.done = make(chan struct{})
-	d.Rebalance(rctx)
-	go func() {
-		defer close(s.done)
-		tick := time.NewTicker(cfg.Interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-tick.C:
-				d.Rebalance(rctx)
-			}
-		}
-	}()
+	d.share.seat.join(ctx, b, "group.", cfg, d.Rebalance)
 	return nil
 }
 
 // Close stops rebalancing and withdraws the node, so the others take its share.
 func (d *DeviceLimits) Close() {
-	if d == nil || d.share.stop == nil {
+	if d == nil {
 		return
 	}
-	d.share.stop()
-	<-d.share.done
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = d.share.bucket.Delete(ctx, d.share.nodeKey, 0)
+	d.share.seat.leave()
 }
 
 // eachTotal calls f for every limiter of a group total with its demand key and hub-wide rate.
@@ -149,22 +121,8 @@ func (d *DeviceLimits) Rebalance(ctx context.Context) {
 	now := d.cfg.Now()
 	me := groupNodeState{At: now.UnixNano(), Demand: map[string]float64{}}
 	d.eachTotal(func(key string, l *limiter, _ float64) { me.Demand[key] += l.takeDemand() })
-	val, _ := json.Marshal(me)
-	if _, err := s.bucket.Put(ctx, s.nodeKey, val); err != nil {
-		return
-	}
-	stale := now.Add(-3 * s.interval).UnixNano()
-	var nodes []groupNodeState
-	err := s.bucket.Scan(ctx, []string{"group.*"}, func(e engine.Entry) bool {
-		var ns groupNodeState
-		if e.Key == s.nodeKey {
-			nodes = append(nodes, me)
-		} else if json.Unmarshal(e.Value, &ns) == nil && ns.At >= stale {
-			nodes = append(nodes, ns)
-		}
-		return true
-	})
-	if err != nil || len(nodes) == 0 {
+	nodes, err := exchange(ctx, &s.seat, now, me)
+	if err != nil {
 		return
 	}
 	shares := map[string]float64{}

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/errcode"
 )
 
@@ -47,12 +46,8 @@ type Throttler struct {
 	log   *slog.Logger
 	quota *Quota
 
-	shares   [numClasses]atomic.Uint64 // float64 bits: this node's share of each rate
-	bucket   *engine.Bucket
-	nodeKey  string
-	interval time.Duration
-	stop     context.CancelFunc
-	done     chan struct{}
+	shares [numClasses]atomic.Uint64 // float64 bits: this node's share of each rate
+	seat   member                    // in the hub's rates, once joined (cluster.go)
 }
 
 // New returns the throttler for cfg, or nil for the unlimited hub.
