@@ -85,9 +85,15 @@ func (n *NotOnline) ErrorInfo() map[string]any {
 // ResponseTimedOut is the cause carried by a 504101 GatewayTimeout error.
 type ResponseTimedOut struct {
 	ResponseTimeout time.Duration
+	// Disconnected means the device's connection ended while the call waited for its answer;
+	// IoT Hub answers that with 504101 too.
+	Disconnected bool
 }
 
 func (r *ResponseTimedOut) Error() string {
+	if r.Disconnected {
+		return "the device's connection ended before it answered"
+	}
 	return "the device did not answer within " + r.ResponseTimeout.String()
 }
 
@@ -218,7 +224,9 @@ func (s *Service) deliver(ctx context.Context, subj string, req []byte, timeout 
 	case errors.As(err, &e) && e.Code == errcode.DeviceNotOnline:
 		return answer{}, errOffline
 	case e != nil && e.Code == errcode.GatewayTimeout:
-		return answer{}, errcode.Wrap(e.Code, &ResponseTimedOut{ResponseTimeout: timeout}, "%s", e.Msg)
+		// The node holding the connection answers so only when the connection ended mid-call.
+		return answer{}, errcode.Wrap(e.Code, &ResponseTimedOut{ResponseTimeout: timeout, Disconnected: true},
+			"Timed out waiting for the response from device.")
 	case e != nil:
 		return answer{}, e
 	}

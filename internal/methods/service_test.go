@@ -259,7 +259,8 @@ func TestMethodsInvokeRemoteErrors(t *testing.T) {
 	_, err = f.svc.Invoke(context.Background(), methods.Call{DeviceID: "busy", MethodName: "drop", ResponseTimeout: 9 * time.Second})
 	wantCode(t, err, errcode.GatewayTimeout)
 	var rt *methods.ResponseTimedOut
-	if !errors.As(err, &rt) || rt.ResponseTimeout != 9*time.Second {
+	if !errors.As(err, &rt) || rt.ResponseTimeout != 9*time.Second || !rt.Disconnected ||
+		!strings.Contains(err.Error(), "connection ended before it answered") {
 		t.Fatalf("cause %v", err)
 	}
 }
