@@ -6,68 +6,21 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/c2d"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
-	"github.com/roost-iot/roost/internal/httpapi"
 	"github.com/roost-iot/roost/internal/registry"
-	"github.com/roost-iot/roost/internal/sas"
 )
 
 // c2dFixture is a hub's HTTPS API with cloud-to-device messaging wired in.
-type c2dFixture struct {
-	*fixture
-	reg *registry.Registry
-	svc *c2d.Service
-}
+type c2dFixture struct{ *fixture }
 
 func newC2DFixture(t *testing.T) *c2dFixture {
 	t.Helper()
-	ctx := context.Background()
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var svc *c2d.Service
-	reg, err := registry.New(ctx, eng, registry.Config{QueueDepth: func(ctx context.Context, id string) int {
-		n, _ := svc.Depth(ctx, id)
-		return n
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if svc, err = c2d.Open(ctx, eng, c2d.Config{Registry: reg, Diag: dw}); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, C2D: svc}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	t.Cleanup(svc.Close)
-	return &c2dFixture{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, reg: reg, svc: svc}
-}
-
-func (f *c2dFixture) deviceToken(t *testing.T, dev string) string {
-	t.Helper()
-	d, err := f.reg.CreateDevice(context.Background(), registry.Device{DeviceID: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sas.Sign(sas.DeviceResource(host, dev, ""), d.Authentication.SymmetricKey.PrimaryKey, "", time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return &c2dFixture{newHub(t, hubOptions{c2d: true})}
 }
 
 // rawGet sends a request over its own TLS connection and returns the response's header lines
@@ -108,7 +61,7 @@ func TestHTTPC2DSendReceiveCompleteWithFeedback(t *testing.T) {
 	t.Parallel()
 	f := newC2DFixture(t)
 	svcTok := f.token(t, "service", time.Hour)
-	devTok := f.deviceToken(t, "lamp")
+	devTok := f.deviceToken(t, "lamp", "")
 	expiry := time.Now().Add(30 * time.Minute).UTC().Truncate(time.Second)
 	a := f.do(t, "POST", "/devices/lamp/messages/deviceBound"+v, svcTok, map[string]string{
 		"iothub-messageid": "msg-1", "iothub-correlationid": "corr", "iothub-userid": "ops", "iothub-ack": "full",
@@ -154,7 +107,7 @@ func TestHTTPC2DSendReceiveCompleteWithFeedback(t *testing.T) {
 	if a := f.do(t, "DELETE", "/devices/lamp/messages/devicebound/"+lock+v, svcTok, nil, ""); a.status != 401 {
 		t.Fatalf("service token completing a device message: %d", a.status)
 	}
-	other := f.deviceToken(t, "other")
+	other := f.deviceToken(t, "other", "")
 	if a := f.do(t, "DELETE", "/devices/other/messages/devicebound/"+lock+v, other, nil, ""); a.status != 412 || a.errorName() != "DeviceMessageLockLost" {
 		t.Fatalf("completing another device's message: %d %s", a.status, a.body)
 	}
@@ -204,7 +157,7 @@ func TestHTTPC2DAbandonAndPurge(t *testing.T) {
 	t.Parallel()
 	f := newC2DFixture(t)
 	svcTok := f.token(t, "service", time.Hour)
-	devTok := f.deviceToken(t, "box")
+	devTok := f.deviceToken(t, "box", "")
 	for i := 0; i < 3; i++ {
 		if a := f.do(t, "POST", "/devices/box/messages/deviceBound"+v, svcTok, map[string]string{"iothub-ack": "negative"}, fmt.Sprint(i)); a.status != 204 {
 			t.Fatal(a.status)
@@ -238,7 +191,7 @@ func TestHTTPC2DBadInput(t *testing.T) {
 	f := newC2DFixture(t)
 	svcTok := f.token(t, "service", time.Hour)
 	regTok := f.token(t, "registryReadWrite", time.Hour)
-	devTok := f.deviceToken(t, "target")
+	devTok := f.deviceToken(t, "target", "")
 	tests := []struct {
 		name   string
 		path   string
@@ -265,7 +218,7 @@ func TestHTTPC2DBadInput(t *testing.T) {
 			t.Errorf("%s: got %d %s, want %d %s", tt.name, a.status, a.body, tt.status, tt.code)
 		}
 	}
-	if n, _ := f.svc.Depth(context.Background(), "target"); n != 0 {
+	if n, _ := f.c2d.Depth(context.Background(), "target"); n != 0 {
 		t.Fatalf("bad sends changed the queue: %d", n)
 	}
 	// 50 fit, the 51st is refused with 403004.

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -19,86 +18,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/blob"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/httpapi"
-	"github.com/roost-iot/roost/internal/registry"
-	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/upload"
 )
 
 // uploadFixture is a hub's HTTPS API with file uploads and the built-in blob store.
 type uploadFixture struct {
 	*fixture
-	reg   *registry.Registry
-	svc   *upload.Service
-	store *blob.Local
 	start time.Time
 }
 
 func newUploadFixture(t testing.TB, eng *engine.Engine, idle time.Duration) *uploadFixture {
 	t.Helper()
-	ctx := context.Background()
-	if eng == nil {
-		eng = enginetest.Start(t)
-	}
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := blob.OpenIndex(ctx, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload",
-		Host: host, NodeID: "n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := upload.OpenQueue(ctx, eng, upload.QueueConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := upload.Open(ctx, upload.Config{Engine: eng, Store: st, Index: ix, Queue: q, Diag: dw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw,
-		Uploads: svc, BlobStore: st, BlobIdleTimeout: idle}))
-	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	t.Cleanup(svc.Close)
-	return &uploadFixture{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, reg: reg, svc: svc, store: st,
-		start: time.Now().Add(-time.Second)}
+	f := newHub(t, hubOptions{eng: eng, tls: clientCerts(), blobHost: host, uploads: true,
+		api: httpapi.Config{BlobIdleTimeout: idle}})
+	return &uploadFixture{fixture: f, start: time.Now().Add(-time.Second)}
 }
 
-func (f *uploadFixture) device(t testing.TB, id string) string {
-	t.Helper()
-	d, err := f.reg.CreateDevice(context.Background(), registry.Device{DeviceID: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sas.Sign(sas.DeviceResource(host, id, ""), d.Authentication.SymmetricKey.PrimaryKey, "", time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// nodeSDKPath is what azure-iot-device builds: encodeUriComponentStrict of the device id.
 func nodeSDKPath(id string) string {
 	return "/devices/" + strings.ReplaceAll(url.QueryEscape(id), "+", "%20")
 }
@@ -266,7 +206,7 @@ func (f *uploadFixture) uploadRecord(t testing.TB, op, dev, resultType string) m
 func TestFileUploadLikeTheNodeSDK(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 0)
-	tok := f.device(t, "cam:1")
+	tok := f.deviceToken(t, "cam:1", "")
 	a, st := f.initiate(t, tok, "cam:1", "videos/clip (1).mp4")
 	if a.status != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "application/json") {
 		t.Fatalf("initiate: %d %s", a.status, a.body)
@@ -337,7 +277,7 @@ func TestFileUploadLikeTheNodeSDK(t *testing.T) {
 		t.Fatalf("Get Blob Properties: %v %d %v", err, resp.StatusCode, resp.Header)
 	}
 	// The upload no longer counts toward the limit.
-	if n, _ := f.svc.Active(context.Background(), "cam:1"); n != 0 {
+	if n, _ := f.uploads.Active(context.Background(), "cam:1"); n != 0 {
 		t.Fatalf("%d uploads active after the notification", n)
 	}
 }
@@ -346,7 +286,7 @@ func TestFileUploadLikeTheNodeSDK(t *testing.T) {
 func TestFileUploadCAndPythonForms(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 0)
-	tok := f.device(t, "d1")
+	tok := f.deviceToken(t, "d1", "")
 	a := f.do(t, "POST", "/devices/d1/files/?api-version=2016-11-14", tok, nil, `{"blobName":"log.txt"}`)
 	if a.status != 200 {
 		t.Fatalf("C initiate: %d %s", a.status, a.body)
@@ -375,7 +315,7 @@ func TestFileUploadCAndPythonForms(t *testing.T) {
 func TestFileUploadEleventhIs403006(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 0)
-	tok := f.device(t, "busy")
+	tok := f.deviceToken(t, "busy", "")
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -414,8 +354,8 @@ func TestFileUploadEleventhIs403006(t *testing.T) {
 func TestFileUploadDeviceRequestsRefused(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 0)
-	tokA := f.device(t, "a")
-	f.device(t, "b")
+	tokA := f.deviceToken(t, "a", "")
+	f.deviceToken(t, "b", "")
 	_, stA := f.initiate(t, tokA, "a", "x")
 	tests := []struct {
 		name, method, path, token, body string
@@ -430,7 +370,7 @@ func TestFileUploadDeviceRequestsRefused(t *testing.T) {
 		{"traversal", "POST", "/devices/a/files" + v, tokA, `{"blobName":"../b/x"}`, 400, "ArgumentInvalid"},
 		{"not json", "POST", "/devices/a/files" + v, tokA, `blob`, 400, ""},
 		{"unknown correlation id", "POST", "/devices/a/files/notifications/nope" + v, tokA, `{"isSuccess":true}`, 400, "InvalidFileUploadCorrelationId"},
-		{"someone else's upload", "POST", "/devices/b/files/notifications/" + stA.CorrelationID + v, f.device(t, "c"), `{"isSuccess":true}`, 401, ""},
+		{"someone else's upload", "POST", "/devices/b/files/notifications/" + stA.CorrelationID + v, f.deviceToken(t, "c", ""), `{"isSuccess":true}`, 401, ""},
 		{"isSuccess not a boolean", "POST", "/devices/a/files/notifications/" + stA.CorrelationID + v, tokA, `{"isSuccess":"yes"}`, 400, "InvalidFileUploadCompletionStatus"},
 		{"no isSuccess", "POST", "/devices/a/files/notifications" + v, tokA, `{"correlationId":"` + stA.CorrelationID + `"}`, 400, "InvalidFileUploadCompletionStatus"},
 	}
@@ -443,12 +383,12 @@ func TestFileUploadDeviceRequestsRefused(t *testing.T) {
 		})
 	}
 	// Device b cannot complete a's upload with its own token either.
-	tokB := f.device(t, "b2")
+	tokB := f.deviceToken(t, "b2", "")
 	if a := f.notify(t, tokB, "b2", stA.CorrelationID, true, 201, ""); a.status != 400 || a.header.Get("iothub-errorcode") != "InvalidFileUploadCorrelationId" {
 		t.Fatalf("b2 completes a's upload: %d %s", a.status, a.body)
 	}
 	f.uploadRecord(t, upload.OpComplete, "b2", "400015")
-	if n, _ := f.svc.Active(context.Background(), "a"); n != 1 {
+	if n, _ := f.uploads.Active(context.Background(), "a"); n != 1 {
 		t.Fatalf("a's upload was affected: %d active", n)
 	}
 }
@@ -469,7 +409,7 @@ func storageError(t testing.TB, body []byte) (code, msg string) {
 func TestBlobEndpointRefusals(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 0)
-	tok := f.device(t, "d1")
+	tok := f.deviceToken(t, "d1", "")
 	_, st := f.initiate(t, tok, "d1", "file.bin")
 	_, other := f.initiate(t, tok, "d1", "other.bin")
 	u := f.uploader()
@@ -542,7 +482,7 @@ func TestBlobEndpointRefusals(t *testing.T) {
 func TestBlobUploadsThatStopHalfway(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 300*time.Millisecond)
-	tok := f.device(t, "d1")
+	tok := f.deviceToken(t, "d1", "")
 	_, st := f.initiate(t, tok, "d1", "half.bin")
 	u := f.uploader()
 	target, _ := url.Parse(u.url(st) + "&comp=block&blockid=" + url.QueryEscape(sdkBlockID("p", 0)))
@@ -576,7 +516,7 @@ func TestFileNotificationsOverREST(t *testing.T) {
 	t.Parallel()
 	f := newUploadFixture(t, nil, 0)
 	ctx := context.Background()
-	tok := f.device(t, "d1")
+	tok := f.deviceToken(t, "d1", "")
 	for i := 0; i < 2; i++ {
 		_, st := f.initiate(t, tok, "d1", fmt.Sprintf("f%d", i))
 		if _, err := f.store.PutBlob(ctx, st.BlobName, strings.NewReader("x"), 1, blob.Headers{}, blob.Conditions{}, nil); err != nil {
@@ -638,7 +578,7 @@ func BenchmarkBlobUploadExternal(b *testing.B) {
 
 func benchBlobUpload(b *testing.B, eng *engine.Engine) {
 	f := newUploadFixture(b, eng, 0)
-	tok := f.device(b, "bench")
+	tok := f.deviceToken(b, "bench", "")
 	const size = 100 << 20
 	const blockSize = 4 << 20
 	data := randomBytes(size)
@@ -689,43 +629,4 @@ func benchBlobUpload(b *testing.B, eng *engine.Engine) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds()/1e6, "MB/s")
-}
-
-// do is fixture.do for benchmarks too.
-func (f *uploadFixture) do(t testing.TB, method, path, token string, header map[string]string, body string) answer {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, f.srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", token)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
-func (f *uploadFixture) token(t testing.TB, policy string, ttl time.Duration) string {
-	t.Helper()
-	p, ok, err := f.pols.Policy(context.Background(), policy)
-	if err != nil || !ok {
-		t.Fatalf("policy %s: %v", policy, err)
-	}
-	tok, err := sas.Sign(host, p.PrimaryKey, p.KeyName, time.Now().Add(ttl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }

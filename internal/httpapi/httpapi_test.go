@@ -4,104 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
-	"github.com/roost-iot/roost/internal/httpapi"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
 )
-
-const host = "hub.test"
-
-type fixture struct {
-	srv  *httptest.Server
-	eng  *engine.Engine
-	pols *auth.Store
-	dw   *diag.Writer
-}
-
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	ctx := context.Background()
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	return &fixture{srv: srv, eng: eng, pols: pols, dw: dw}
-}
-
-func (f *fixture) token(t *testing.T, policy string, ttl time.Duration) string {
-	t.Helper()
-	p, ok, err := f.pols.Policy(context.Background(), policy)
-	if err != nil || !ok {
-		t.Fatalf("policy %s: %v", policy, err)
-	}
-	tok, err := sas.Sign(host, p.PrimaryKey, p.KeyName, time.Now().Add(ttl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (a answer) errorName() string {
-	var eb struct{ Message string }
-	_ = json.Unmarshal(a.body, &eb)
-	name, _, _ := strings.Cut(strings.TrimPrefix(eb.Message, "ErrorCode:"), ";")
-	return name
-}
-
-func (f *fixture) do(t *testing.T, method, path, token string, header map[string]string, body string) answer {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, f.srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", token)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, header: resp.Header, body: b}
-}
 
 const v = "?api-version=2021-04-12"
 
@@ -109,7 +20,7 @@ var errorBodyShape = regexp.MustCompile(`^\{"Message":"ErrorCode:[A-Za-z]+;[^;"]
 
 func TestHTTPErrorsAreIoTHubErrors(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newHub(t, hubOptions{})
 	owner := f.token(t, "iothubowner", time.Hour)
 	if a := f.do(t, "PUT", "/devices/d1"+v, owner, nil, `{"deviceId":"d1"}`); a.status != 200 {
 		t.Fatalf("create: %d %s", a.status, a.body)
@@ -176,7 +87,7 @@ func TestHTTPErrorsAreIoTHubErrors(t *testing.T) {
 
 func TestHTTPErrorWritesDiagnosticRecord(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newHub(t, hubOptions{})
 	owner := f.token(t, "iothubowner", time.Hour)
 	start := time.Now().Add(-time.Second)
 	f.do(t, "PUT", "/devices/rec"+v, owner, nil, `{"deviceId":"rec"}`)
@@ -223,7 +134,7 @@ func TestHTTPErrorWritesDiagnosticRecord(t *testing.T) {
 
 func TestHTTPBulkAnswersLikeIoTHub(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newHub(t, hubOptions{})
 	owner := f.token(t, "iothubowner", time.Hour)
 	a := f.do(t, "POST", "/devices"+v, owner, nil, `[{"id":"b1","importMode":"create"},{"id":"b2","importMode":"create"}]`)
 	if a.status != 200 || !bytes.Contains(a.body, []byte(`"isSuccessful":true`)) || !bytes.Contains(a.body, []byte(`"errors":[]`)) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -17,7 +16,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/certs"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
@@ -29,7 +27,6 @@ import (
 	"github.com/roost-iot/roost/internal/mqtt"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
-	"github.com/roost-iot/roost/internal/telemetry"
 )
 
 // methodNode is one hub node with the REST API and the MQTT device endpoint: a service call
@@ -37,8 +34,6 @@ import (
 // to a real MQTT client.
 type methodNode struct {
 	*fixture
-	reg      *registry.Registry
-	m        *metrics.Metrics
 	mqttAddr string
 	caPEM    []byte
 	start    time.Time
@@ -46,56 +41,36 @@ type methodNode struct {
 
 func newMethodNode(t testing.TB, eng *engine.Engine, node string, clk methods.Clock) *methodNode {
 	t.Helper()
-	ctx := context.Background()
-	n := &methodNode{start: time.Now().Add(-time.Second), m: metrics.New()}
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n.reg, err = registry.New(ctx, eng, registry.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	tel, err := telemetry.Open(ctx, eng, telemetry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := &methodNode{start: time.Now().Add(-time.Second)}
 	mat, err := certs.Load(certs.Options{Dir: filepath.Join(t.TempDir(), "tls"), Hostnames: []string{host}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.caPEM = mat.CAPEM
-	ms, err := mqtt.New(ctx, mqtt.Config{HostName: host, Engine: eng, Registry: n.reg, Policies: pols, Telemetry: tel, Diag: dw, Metrics: n.m, NodeID: node})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.mqttAddr = ln.Addr().String()
-	go func() { _ = ms.Serve(tls.NewListener(ln, mat.Config)) }()
-	svc, err := methods.New(methods.Config{Engine: eng, Registry: n.reg, Metrics: n.m, Clock: clk})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The hub's own ECDSA certificate, as roost serve uses (httptest's RSA one costs far more per
 	// handshake).
-	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Registry: n.reg, Policies: pols, Diag: dw, Metrics: n.m, Methods: svc}))
-	srv.TLS = mat.Config.Clone()
-	srv.StartTLS()
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = ms.Shutdown(ctx)
-		tel.Close()
-		dw.Close()
-	})
-	n.fixture = &fixture{srv: srv, eng: eng, pols: pols, dw: dw}
+	n.fixture = newHub(t, hubOptions{eng: eng, metrics: true, telemetry: true, tls: mat.Config.Clone(),
+		wire: func(f *fixture, api *httpapi.Config) {
+			ms, err := mqtt.New(context.Background(), mqtt.Config{HostName: host, Engine: f.eng, Registry: f.reg, Policies: f.pols,
+				Telemetry: f.tel, Diag: f.dw, Metrics: f.m, NodeID: node})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.mqttAddr = ln.Addr().String()
+			go func() { _ = ms.Serve(tls.NewListener(ln, mat.Config)) }()
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = ms.Shutdown(ctx)
+			})
+			if api.Methods, err = methods.New(methods.Config{Engine: f.eng, Registry: f.reg, Metrics: f.m, Clock: clk}); err != nil {
+				t.Fatal(err)
+			}
+		}})
 	return n
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,21 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/httpapi"
-	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/query"
 	"github.com/roost-iot/roost/internal/registry"
 )
 
 // queryFixture is a hub's HTTPS API answering queries over a fixed set of twins.
-type queryFixture struct {
-	*fixture
-	m *metrics.Metrics
-}
+type queryFixture struct{ *fixture }
 
 func twinDocs() []map[string]any {
 	var docs []map[string]any
@@ -59,30 +53,10 @@ func sliceSource(docs []map[string]any) query.Source {
 
 func newQueryFixture(t *testing.T, eng *engine.Engine, src query.Source) *queryFixture {
 	t.Helper()
-	ctx := context.Background()
-	if eng == nil {
-		eng = enginetest.Start(t)
-	}
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if src == nil {
 		src = sliceSource(twinDocs())
 	}
-	m := metrics.New()
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Metrics: m, QuerySource: src}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	return &queryFixture{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, m: m}
+	return &queryFixture{newHub(t, hubOptions{eng: eng, metrics: true, api: httpapi.Config{QuerySource: src}})}
 }
 
 // post sends a query request the way the Node SDK's Registry.createQuery does.

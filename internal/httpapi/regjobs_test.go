@@ -13,68 +13,34 @@ import (
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
-	"github.com/roost-iot/roost/internal/blob"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/httpapi"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/regjobs"
 	"github.com/roost-iot/roost/internal/throttle"
-	"github.com/roost-iot/roost/internal/twin"
 )
 
 // jobsHub is one hub with the built-in blob store (its hostName blobHost) and import/export
 // jobs, served over TLS.
 type jobsHub struct {
 	*fixture
-	reg   *registry.Registry
-	twins *twin.Store
-	store *blob.Local
 	jobs  *regjobs.Service
 	owner string
 }
 
 func newJobsHub(t *testing.T, blobHost string, client *http.Client, th *throttle.Throttler) *jobsHub {
 	t.Helper()
-	ctx := context.Background()
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw, err := twin.Open(ctx, eng, twin.Config{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := blob.OpenIndex(ctx, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload", Host: blobHost, NodeID: "n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	jobs, err := regjobs.New(ctx, regjobs.Config{Engine: eng, Registry: reg, Twins: tw, Blobs: st, NodeID: "n1",
-		HTTPClient: client, Lease: 600 * time.Millisecond, Poll: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(jobs.Close)
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Twins: tw,
-		BlobStore: st, RegJobs: jobs, Throttle: th}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	h := &jobsHub{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, reg: reg, twins: tw, store: st, jobs: jobs}
+	h := &jobsHub{}
+	h.fixture = newHub(t, hubOptions{twins: true, blobHost: blobHost, api: httpapi.Config{Throttle: th},
+		wire: func(f *fixture, api *httpapi.Config) {
+			jobs, err := regjobs.New(context.Background(), regjobs.Config{Engine: f.eng, Registry: f.reg, Twins: f.twins, Blobs: f.store, NodeID: "n1",
+				HTTPClient: client, Lease: 600 * time.Millisecond, Poll: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(jobs.Close)
+			h.jobs, api.RegJobs = jobs, jobs
+		}})
 	h.owner = h.token(t, "iothubowner", time.Hour)
 	return h
 }

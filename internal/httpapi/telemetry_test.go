@@ -15,82 +15,23 @@ import (
 	"io"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/certs"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
-	"github.com/roost-iot/roost/internal/httpapi"
 	"github.com/roost-iot/roost/internal/registry"
-	"github.com/roost-iot/roost/internal/sas"
 	"github.com/roost-iot/roost/internal/telemetry"
 )
 
 // telemetryFixture is a hub's HTTPS API with the telemetry pipeline wired in. The server asks
 // for client certificates, as the hub's listener does.
-type telemetryFixture struct {
-	*fixture
-	reg *registry.Registry
-	tel *telemetry.Pipeline
-}
+type telemetryFixture struct{ *fixture }
 
 func newTelemetryFixture(t *testing.T) *telemetryFixture {
 	t.Helper()
-	ctx := context.Background()
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, err := telemetry.Open(ctx, eng, telemetry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Telemetry: tel}))
-	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	t.Cleanup(tel.CloseReaders) // before the server closes, as the hub does
-	t.Cleanup(dw.Close)
-	t.Cleanup(tel.Close)
-	return &telemetryFixture{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, reg: reg, tel: tel}
-}
-
-// deviceToken creates a device (or module) and signs a token with its primary key.
-func (f *telemetryFixture) deviceToken(t *testing.T, dev, mod string) string {
-	t.Helper()
-	ctx := context.Background()
-	var key string
-	if mod == "" {
-		d, err := f.reg.CreateDevice(ctx, registry.Device{DeviceID: dev})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key = d.Authentication.SymmetricKey.PrimaryKey
-	} else {
-		m, err := f.reg.CreateModule(ctx, registry.Module{DeviceID: dev, ModuleID: mod})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key = m.Authentication.SymmetricKey.PrimaryKey
-	}
-	tok, err := sas.Sign(sas.DeviceResource(host, dev, mod), key, "", time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return &telemetryFixture{newHub(t, hubOptions{telemetry: true, tls: clientCerts()})}
 }
 
 func (f *telemetryFixture) readAll(t *testing.T, n int) []*telemetry.Message {

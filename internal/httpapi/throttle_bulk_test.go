@@ -3,17 +3,12 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/httpapi"
-	"github.com/roost-iot/roost/internal/metrics"
-	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/throttle"
 )
 
@@ -35,28 +30,11 @@ func TestHTTPBulkCountsEveryDevice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := &stoppedClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	th, err := throttle.New(throttle.Config{SKU: "S1", Burst: 30 * time.Second, Backlog: 30 * time.Second, Now: clk.Now, Sleep: clk.Sleep})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := metrics.New()
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Throttle: th, Metrics: m}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	f := &fixture{srv: srv, eng: eng, pols: pols, dw: dw}
+	f := newHub(t, hubOptions{metrics: true, api: httpapi.Config{Throttle: th}})
 	owner := f.token(t, "iothubowner", time.Hour)
 	start := time.Now().Add(-time.Second)
 
@@ -81,7 +59,7 @@ func TestHTTPBulkCountsEveryDevice(t *testing.T) {
 		}
 	}
 	clk.now = clk.now.Add(time.Hour)
-	if s, err := reg.Statistics(ctx); err != nil || s.TotalDeviceCount != 140 {
+	if s, err := f.reg.Statistics(ctx); err != nil || s.TotalDeviceCount != 140 {
 		t.Fatalf("devices %+v (%v): want the 100 of the first bulk and 40 singles, none of the refused bulk", s, err)
 	}
 	f.dw.Close()
@@ -95,7 +73,7 @@ func TestHTTPBulkCountsEveryDevice(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("no 429001 bulk record (%v)", err)
 	}
-	if got := testCounter(t, m, "roost_throttling_errors_total", "registry"); got != 2 {
+	if got := testCounter(t, f.m, "roost_throttling_errors_total", "registry"); got != 2 {
 		t.Fatalf("throttling errors for registry: %v", got)
 	}
 }

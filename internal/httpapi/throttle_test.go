@@ -2,22 +2,16 @@ package httpapi_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/httpapi"
 	"github.com/roost-iot/roost/internal/methods"
 	"github.com/roost-iot/roost/internal/metrics"
-	"github.com/roost-iot/roost/internal/registry"
-	"github.com/roost-iot/roost/internal/telemetry"
 	"github.com/roost-iot/roost/internal/throttle"
-	"github.com/roost-iot/roost/internal/twin"
 )
 
 // stoppedClock is a clock that never moves, and a Sleep that records the traffic shaping's
@@ -39,39 +33,20 @@ func (c *stoppedClock) Sleep(_ context.Context, d time.Duration) error {
 
 func newThrottledFixture(t *testing.T, sku string, clk *stoppedClock) (*fixture, *metrics.Metrics) {
 	t.Helper()
-	ctx := context.Background()
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	th, err := throttle.New(throttle.Config{SKU: sku, Burst: time.Second, Backlog: time.Second, Now: clk.Now, Sleep: clk.Sleep})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := metrics.New()
-	tw, err := twin.Open(ctx, eng, twin.Config{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := methods.New(methods.Config{Engine: eng, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ms.Close)
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Throttle: th, Metrics: m,
-		Twins: tw, Methods: ms}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	return &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, m
+	f := newHub(t, hubOptions{metrics: true, twins: true, api: httpapi.Config{Throttle: th},
+		wire: func(f *fixture, api *httpapi.Config) {
+			ms, err := methods.New(methods.Config{Engine: f.eng, Registry: f.reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(ms.Close)
+			api.Methods = ms
+		}})
+	return f, f.m
 }
 
 // TestHTTPRegistryThrottling: on S1 identity registry operations run at 100/min (one per
@@ -168,34 +143,12 @@ func TestHTTPDeviceTelemetryCaps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := &stoppedClock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	eng := enginetest.Start(t)
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.New(ctx, eng, registry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, err := telemetry.Open(ctx, eng, telemetry.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dl, err := throttle.NewDeviceLimits(throttle.DeviceLimitsConfig{Default: throttle.DeviceLimit{Sends: 1},
 		Burst: time.Second, Backlog: time.Second, Now: clk.Now, Sleep: clk.Sleep})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: reg, Policies: pols, Diag: dw, Telemetry: tel, DeviceLimits: dl}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(tel.CloseReaders)
-	t.Cleanup(dw.Close)
-	t.Cleanup(tel.Close)
-	f := &telemetryFixture{fixture: &fixture{srv: srv, eng: eng, pols: pols, dw: dw}, reg: reg, tel: tel}
+	f := &telemetryFixture{newHub(t, hubOptions{telemetry: true, api: httpapi.Config{DeviceLimits: dl}})}
 	noisy, quiet := f.deviceToken(t, "noisy", ""), f.deviceToken(t, "quiet", "")
 	start := time.Now().Add(-time.Second)
 	for i, want := range []int{204, 204, 429} {
@@ -215,7 +168,7 @@ func TestHTTPDeviceTelemetryCaps(t *testing.T) {
 	}
 	f.dw.Close()
 	var found bool
-	_ = diag.Read(ctx, eng, diag.DeviceTelemetry, start, func(w diag.Wire) bool {
+	_ = diag.Read(ctx, f.eng, diag.DeviceTelemetry, start, func(w diag.Wire) bool {
 		found = found || w.ResultType == "429001" && strings.Contains(w.Properties, `"deviceId":"noisy"`)
 		return true
 	})

@@ -3,55 +3,28 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/diag"
-	"github.com/roost-iot/roost/internal/engine/enginetest"
-	"github.com/roost-iot/roost/internal/httpapi"
-	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/twin"
 )
 
 type twinFixture struct {
 	*fixture
-	reg   *registry.Registry
-	twins *twin.Store
-	m     *metrics.Metrics
 	start time.Time
 }
 
 func newTwinFixture(t *testing.T) *twinFixture {
 	t.Helper()
-	ctx := context.Background()
-	eng := enginetest.Start(t)
-	f := &twinFixture{start: time.Now().Add(-time.Second), m: metrics.New()}
-	pols, _, err := auth.Open(ctx, eng, auth.Config{HostName: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.reg, err = registry.New(ctx, eng, registry.Config{OnDelete: func(dev, mod string) {
-		_ = f.twins.Delete(context.Background(), dev, mod)
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.twins, err = twin.Open(ctx, eng, twin.Config{Registry: f.reg}); err != nil {
-		t.Fatal(err)
-	}
-	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Registry: f.reg, Policies: pols, Diag: dw, Metrics: f.m, Twins: f.twins}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(dw.Close)
-	f.fixture = &fixture{srv: srv, eng: eng, pols: pols, dw: dw}
-	return f
+	var twins *twin.Store
+	f := newHub(t, hubOptions{metrics: true, twins: true, registry: registry.Config{OnDelete: func(dev, mod string) {
+		_ = twins.Delete(context.Background(), dev, mod)
+	}}})
+	twins = f.twins
+	return &twinFixture{fixture: f, start: time.Now().Add(-time.Second)}
 }
 
 func (f *twinFixture) twinRecords(t *testing.T) []diag.Wire {
