@@ -43,7 +43,7 @@ func (e *Engine) DeviceKV(ctx context.Context, cfg BucketConfig, kind string) (*
 	if err != nil {
 		return nil, fmt.Errorf("engine: bucket %s: %w", cfg.Name, err)
 	}
-	return &Bucket{kv: kv}, nil
+	return &Bucket{kv: kv, js: e.js}, nil
 }
 
 const deviceSubjectPrefix = "roost.dev."

@@ -25,6 +25,7 @@ type BucketConfig struct {
 // Bucket is a key-value bucket whose revisions serve as etags.
 type Bucket struct {
 	kv jetstream.KeyValue
+	js jetstream.JetStream // for the bucket's stream (MayHaveKeys)
 }
 
 // Entry is one stored value and the revision that wrote it.
@@ -52,7 +53,7 @@ func (e *Engine) KV(ctx context.Context, cfg BucketConfig) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: bucket %s: %w", cfg.Name, err)
 	}
-	return &Bucket{kv: kv}, nil
+	return &Bucket{kv: kv, js: e.js}, nil
 }
 
 // Get returns the current value of key, or [ErrNotFound].
