@@ -5,86 +5,41 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/c2d"
-	"github.com/roost-iot/roost/internal/certs"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/mqtt"
 	"github.com/roost-iot/roost/internal/registry"
-	"github.com/roost-iot/roost/internal/telemetry"
 )
 
 // c2dHub is one node with cloud-to-device messaging: the harness of server_test.go plus a
 // c2d.Service wired to the MQTT server.
 type c2dHub struct {
 	*hub
-	c2d  *c2d.Service
-	stop func() // shuts the node down as a clean exit would
+	c2d *c2d.Service
 }
 
 func startC2DHub(t testing.TB, eng *engine.Engine, node string, ccfg c2d.Config) *c2dHub {
 	t.Helper()
-	ctx := context.Background()
-	h := &hub{eng: eng, start: time.Now().Add(-time.Second)}
-	var err error
-	if h.pols, _, err = auth.Open(ctx, eng, auth.Config{HostName: hubHost}); err != nil {
-		t.Fatal(err)
-	}
-	if h.reg, err = registry.New(ctx, eng, registry.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	if h.tel, err = telemetry.Open(ctx, eng, telemetry.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	if h.dw, err = diag.NewWriter(ctx, eng, diag.Config{ResourceID: "/SUBSCRIPTIONS/X"}); err != nil {
-		t.Fatal(err)
-	}
-	ccfg.Registry, ccfg.Diag = h.reg, h.dw
-	svc, err := c2d.Open(ctx, eng, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mat, err := certs.Load(certs.Options{Dir: filepath.Join(t.TempDir(), "tls"), Hostnames: []string{hubHost}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.caPEM = mat.CAPEM
-	if h.srv, err = mqtt.New(ctx, mqtt.Config{HostName: hubHost, Engine: eng, Registry: h.reg, Policies: h.pols,
-		Telemetry: h.tel, Diag: h.dw, NodeID: node, C2D: svc}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.addr = ln.Addr().String()
-	go func() { _ = h.srv.Serve(tls.NewListener(ln, mat.Config)) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
+	var svc *c2d.Service
+	h := startHubWith(t, eng, mqtt.Config{NodeID: node}, func(h *hub, cfg *mqtt.Config) func() {
+		ccfg.Registry, ccfg.Diag = h.reg, h.dw
+		var err error
+		if svc, err = c2d.Open(context.Background(), eng, ccfg); err != nil {
+			t.Fatal(err)
 		}
-		stopped = true
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = h.srv.Shutdown(ctx)
-		svc.Close()
-		h.tel.Close()
-		h.dw.Close()
-	}
-	t.Cleanup(stop)
-	return &c2dHub{hub: h, c2d: svc, stop: stop}
+		cfg.C2D = svc
+		return svc.Close
+	})
+	return &c2dHub{hub: h, c2d: svc}
 }
 
 func (h *c2dHub) send(t *testing.T, dev string, m c2d.Message) c2d.Message {

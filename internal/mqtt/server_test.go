@@ -40,9 +40,17 @@ type hub struct {
 	addr  string
 	caPEM []byte
 	start time.Time
+	stop  func() // shuts the node down as a clean exit would; the test's cleanup calls it too
 }
 
-func startHub(t *testing.T, eng *engine.Engine, cfg mqtt.Config) *hub {
+func startHub(t testing.TB, eng *engine.Engine, cfg mqtt.Config) *hub {
+	t.Helper()
+	return startHubWith(t, eng, cfg, nil)
+}
+
+// startHubWith is startHub with wire, when set, run on the node's parts before its MQTT server
+// is made: it adds services to cfg and returns what closes them once the server has shut down.
+func startHubWith(t testing.TB, eng *engine.Engine, cfg mqtt.Config, wire func(h *hub, cfg *mqtt.Config) (closeFn func())) *hub {
 	t.Helper()
 	ctx := context.Background()
 	h := &hub{eng: eng, start: time.Now().Add(-time.Second)}
@@ -59,6 +67,10 @@ func startHub(t *testing.T, eng *engine.Engine, cfg mqtt.Config) *hub {
 	if h.dw, err = diag.NewWriter(ctx, eng, diag.Config{ResourceID: "/SUBSCRIPTIONS/X"}); err != nil {
 		t.Fatal(err)
 	}
+	closeWired := func() {}
+	if wire != nil {
+		closeWired = wire(h, &cfg)
+	}
 	mat, err := certs.Load(certs.Options{Dir: filepath.Join(t.TempDir(), "tls"), Hostnames: []string{hubHost}})
 	if err != nil {
 		t.Fatal(err)
@@ -74,13 +86,20 @@ func startHub(t *testing.T, eng *engine.Engine, cfg mqtt.Config) *hub {
 	}
 	h.addr = ln.Addr().String()
 	go func() { _ = h.srv.Serve(tls.NewListener(ln, mat.Config)) }()
-	t.Cleanup(func() {
+	stopped := false
+	h.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = h.srv.Shutdown(ctx)
+		closeWired()
 		h.tel.Close()
 		h.dw.Close()
-	})
+	}
+	t.Cleanup(h.stop)
 	return h
 }
 
