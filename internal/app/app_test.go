@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/config"
+	"github.com/roost-iot/roost/internal/registry"
 )
 
 // startTestHub runs a hub on random loopback ports in a temp data dir.
@@ -29,6 +30,26 @@ func startTestHub(t *testing.T, dataDir string) *Hub {
 	return h
 }
 
+// startCLIHub starts a hub on a data directory of the test's own, shuts it down when the test
+// ends, and returns it with the --data-dir flag that points the CLI at it.
+func startCLIHub(t *testing.T) (*Hub, string) {
+	t.Helper()
+	dir := t.TempDir()
+	h := startTestHub(t, dir)
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return h, "--data-dir=" + dir
+}
+
+// createDevice adds a device to the hub's registry directly.
+func createDevice(t *testing.T, h *Hub, id string) registry.Device {
+	t.Helper()
+	d, err := h.Registry.CreateDevice(context.Background(), registry.Device{DeviceID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func run(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -38,10 +59,7 @@ func run(t *testing.T, args ...string) (string, string, int) {
 
 func TestCLIManagesDevicesThroughTheHub(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	_, dd := startCLIHub(t)
 
 	out, errs, code := run(t, "device", "create", "cli-dev", dd)
 	if code != 0 || !strings.Contains(out, "cli-dev") || !strings.Contains(out, "primaryKey") {

@@ -13,11 +13,9 @@ import (
 // succeeds, each client uses its own connection, and the devices are gone afterwards.
 func TestBenchRegistryRunsAgainstAHub(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
+	h, dd := startCLIHub(t)
 
-	out, errs, code := run(t, "bench", "registry", "--data-dir="+dir, "--clients", "1,3",
+	out, errs, code := run(t, "bench", "registry", dd, "--clients", "1,3",
 		"--devices", "30", "--duration", "200ms", "--output", "json")
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, out, errs)
@@ -57,7 +55,7 @@ func TestBenchRegistryRunsAgainstAHub(t *testing.T) {
 		t.Errorf("%d devices left after the benchmark, want 0", stats.TotalDeviceCount)
 	}
 
-	_, errs, code = run(t, "bench", "registry", "--data-dir="+dir, "--clients", "0")
+	_, errs, code = run(t, "bench", "registry", dd, "--clients", "0")
 	if code != 2 || !strings.Contains(errs, "--clients") {
 		t.Errorf("--clients 0: exit %d, %q; want 2 and a message about --clients", code, errs)
 	}

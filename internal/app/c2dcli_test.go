@@ -11,21 +11,14 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/roost-iot/roost/internal/registry"
 	"github.com/roost-iot/roost/internal/sas"
 )
 
 func TestCLIC2DSendPurgeFeedback(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	ctx := context.Background()
-	d, err := h.Registry.CreateDevice(ctx, registry.Device{DeviceID: "fan"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := createDevice(t, h, "fan")
 
 	// Queued while the device is away: the registry counts them.
 	out, errs, code := run(t, "c2d", "send", "fan", "--data", "spin", "--id", "m-1", "--ack", "full", "--property", "speed=3", dd)

@@ -20,15 +20,8 @@ import (
 // failures marked as injected, and that /healthz reports the hub Degraded meanwhile.
 func TestFaultInjectionEndToEnd(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
-	ctx := context.Background()
-	dev, err := h.Registry.CreateDevice(ctx, registry.Device{DeviceID: "press-07"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, dd := startCLIHub(t)
+	dev := createDevice(t, h, "press-07")
 	pass := deviceSAS(t, h, "press-07", dev.Authentication.SymmetricKey.PrimaryKey)
 
 	health := func() map[string]any {
@@ -154,10 +147,7 @@ func TestFaultInjectionEndToEnd(t *testing.T) {
 // subscribes a real local webhook to DeviceConnected events with the CLI.
 func TestDiagnoseAndEvents(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	ctx := context.Background()
 
 	var mu sync.Mutex
@@ -180,10 +170,7 @@ func TestDiagnoseAndEvents(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // the housekeeping node starts its producers
 
-	dev, err := h.Registry.CreateDevice(ctx, registry.Device{DeviceID: "gw-01"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev := createDevice(t, h, "gw-01")
 	mqttHost, mqttPort, _ := net.SplitHostPort(h.MQTTAddr)
 	_, httpsPort, _ := net.SplitHostPort(h.HTTPSAddr)
 	cs := "HostName=hub.test;DeviceId=gw-01;SharedAccessKey=" + dev.Authentication.SymmetricKey.PrimaryKey

@@ -116,10 +116,7 @@ func (d *deviceHTTP) notify(t *testing.T, cid string, ok bool) int {
 
 func TestCLIFilesReadsUploadsAndNotifications(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	dev := newDeviceHTTP(t, h, "cam-1")
 	status, st := dev.initiate(t, "shots/one.jpg")
 	if status != 200 || st.ContainerName != "fileupload" || st.BlobName != "cam-1/shots/one.jpg" {

@@ -112,10 +112,7 @@ func tagDevices(t *testing.T, h *Hub, tags string, ids ...string) map[string]reg
 	ctx := context.Background()
 	out := map[string]registry.Device{}
 	for _, id := range ids {
-		d, err := h.Registry.CreateDevice(ctx, registry.Device{DeviceID: id})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := createDevice(t, h, id)
 		if _, err := h.Twins.Update(ctx, id, "", []byte(`{"tags":`+tags+`}`), "*"); err != nil {
 			t.Fatal(err)
 		}
@@ -130,9 +127,7 @@ func tagDevices(t *testing.T, h *Hub, tags string, ids ...string) map[string]reg
 // devices.jobs query, the jobs query with paging, cancel, and the errors.
 func TestJobsOverTheServiceAPI(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
+	h, dd := startCLIHub(t)
 	svc := newService(t, h, "iothubowner")
 
 	devs := tagDevices(t, h, `{"fleet":"a"}`, "a1", "a2", "a3")
@@ -265,7 +260,7 @@ func TestJobsOverTheServiceAPI(t *testing.T) {
 	}
 
 	// The completed jobs' JobsOperations records.
-	recs := queryRows(t, "--data-dir="+dir, 2, `AzureDiagnostics | where Category == "JobsOperations" and OperationName == "jobCompleted"`)
+	recs := queryRows(t, dd, 2, `AzureDiagnostics | where Category == "JobsOperations" and OperationName == "jobCompleted"`)
 	if len(recs) < 2 {
 		t.Fatalf("jobCompleted records: %v", recs)
 	}
@@ -403,10 +398,7 @@ func TestJobsAcrossNodes(t *testing.T) {
 
 func TestCLIJobs(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	tagDevices(t, h, `{"site":"north"}`, "n1", "n2")
 	out, errs, code := run(t, "jobs", "schedule-twin", "cli-1", "--condition", "tags.site = 'north'", "--desired", `{"fan":true}`, dd)
 	if code != 0 || !strings.Contains(out, `"status": "queued"`) {

@@ -51,10 +51,7 @@ func methodDevice(t *testing.T, h *Hub, id string) {
 
 func TestCLIMethodInvoke(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	methodDevice(t, h, "thermostat")
 
 	out, errs, code := run(t, "method", "invoke", "thermostat", "setPoint", "--payload", `{"celsius":21.5}`, dd)

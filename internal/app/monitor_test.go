@@ -18,10 +18,7 @@ import (
 // a real hub, and `roost monitor-events` prints the message as az iot hub monitor-events would.
 func TestCLIMonitorEventsShowsDeviceTelemetry(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	if _, errs, code := run(t, "device", "create", "mon-dev", dd); code != 0 {
 		t.Fatal(errs)
 	}
@@ -29,7 +26,7 @@ func TestCLIMonitorEventsShowsDeviceTelemetry(t *testing.T) {
 	if code != 0 {
 		t.Fatal(errs)
 	}
-	lf, err := readLocal(dir)
+	lf, err := readLocal(h.Config.DataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -12,10 +11,7 @@ import (
 // and a bad query fails with the code and the position.
 func TestCLIQuery(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	_, dd := startCLIHub(t)
 	for i := range 5 {
 		if _, errs, code := run(t, "device", "create", fmt.Sprintf("q-%d", i), dd); code != 0 {
 			t.Fatalf("create: %s", errs)

@@ -18,24 +18,22 @@ import (
 // hub's blob endpoint.
 func TestCLIContainerSASAndExport(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
+	h, dd := startCLIHub(t)
 	ctx := context.Background()
 	for _, id := range []string{"e1", "e2"} {
 		if _, err := h.Registry.CreateDevice(ctx, registry.Device{DeviceID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out, errs, code := run(t, "files", "container-sas", "--expiry", "10m", "--data-dir="+dir)
+	out, errs, code := run(t, "files", "container-sas", "--expiry", "10m", dd)
 	uri := strings.TrimSpace(out)
 	if code != 0 || !strings.HasPrefix(uri, "https://hub.test") || !strings.Contains(uri, "sr=c") || !strings.Contains(uri, "sp=rcw") {
 		t.Fatalf("container-sas: %d %q %s", code, out, errs)
 	}
-	if _, errs, code := run(t, "files", "container-sas", "--permissions", "rwx", "--data-dir="+dir); code != 1 || !strings.Contains(errs, "ArgumentInvalid") {
+	if _, errs, code := run(t, "files", "container-sas", "--permissions", "rwx", dd); code != 1 || !strings.Contains(errs, "ArgumentInvalid") {
 		t.Fatalf("container-sas with a bad permission: %d %s", code, errs)
 	}
-	cs, _, _ := run(t, "connection-string", "--data-dir="+dir)
+	cs, _, _ := run(t, "connection-string", dd)
 	pem, err := os.ReadFile(h.TLS.CAFile)
 	if err != nil {
 		t.Fatal(err)

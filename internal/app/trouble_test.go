@@ -99,15 +99,9 @@ func props(t *testing.T, row map[string]any) map[string]any {
 // ResultType, ResultDescription, and the explanation.
 func TestGuideQueryFindsConnectionErrors(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	h, dd := startCLIHub(t)
 	ctx := context.Background()
-	dev, err := h.Registry.CreateDevice(ctx, registry.Device{DeviceID: "press-07"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev := createDevice(t, h, "press-07")
 	key := dev.Authentication.SymmetricKey.PrimaryKey
 
 	// 1. A wrong key: 401003 IoTHubUnauthorized on deviceConnect (CONNACK 5).
@@ -307,10 +301,7 @@ func rawConnect(c net.Conn, host, id, password string) error {
 // with the fact sheet's error summary query, each explained.
 func TestGuideErrorSummaryFindsServiceErrors(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	_, dd := startCLIHub(t)
 	if _, _, code := run(t, "device", "create", "cam-02", dd); code != 0 {
 		t.Fatal("create")
 	}

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -9,10 +8,7 @@ import (
 
 func TestCLITwinShowAndUpdate(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	h := startTestHub(t, dir)
-	defer h.Shutdown(context.Background())
-	dd := "--data-dir=" + dir
+	_, dd := startCLIHub(t)
 	if _, errs, code := run(t, "device", "create", "tw-1", dd); code != 0 {
 		t.Fatalf("create: %s", errs)
 	}
