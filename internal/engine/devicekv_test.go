@@ -32,66 +32,59 @@ func TestEngineDeviceKeyRoundTrip(t *testing.T) {
 
 func TestEngineDeviceKVPublishesStoredWrites(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			eng := open(t)
-			b, err := eng.DeviceKV(ctx, engine.BucketConfig{Name: "dk"}, "twin")
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		ctx := context.Background()
+		b, err := eng.DeviceKV(ctx, engine.BucketConfig{Name: "dk"}, "twin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb := eng.NewMailbox(16)
+		for _, mod := range []string{"", "m.1"} {
+			sub, err := mb.Subscribe(engine.DeviceSubject("dev*1", mod, "twin"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			mb := eng.NewMailbox(16)
-			for _, mod := range []string{"", "m.1"} {
-				sub, err := mb.Subscribe(engine.DeviceSubject("dev*1", mod, "twin"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer sub.Unsubscribe()
-			}
-			next := func() engine.Inbound {
-				t.Helper()
-				nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				in, err := mb.Next(nctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return in
-			}
-			rev, err := b.Create(ctx, engine.DeviceKey("dev*1", "", "twin"), []byte("one"))
+			defer sub.Unsubscribe()
+		}
+		next := func() engine.Inbound {
+			t.Helper()
+			nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			in, err := mb.Next(nctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if in := next(); in.Subject != engine.DeviceSubject("dev*1", "", "twin") || string(in.Data) != "one" {
-				t.Fatalf("got %s %q", in.Subject, in.Data)
-			}
-			// A failed compare-and-set is not published.
-			if _, err := b.Update(ctx, engine.DeviceKey("dev*1", "", "twin"), []byte("stale"), rev+100); err == nil {
-				t.Fatal("stale update succeeded")
-			}
-			if _, err := b.Put(ctx, engine.DeviceKey("dev*1", "m.1", "twin"), []byte("two")); err != nil {
-				t.Fatal(err)
-			}
-			if in := next(); in.Subject != engine.DeviceSubject("dev*1", "m.1", "twin") || string(in.Data) != "two" {
-				t.Fatalf("got %s %q, want the module's write", in.Subject, in.Data)
-			}
-			if err := b.Delete(ctx, engine.DeviceKey("dev*1", "", "twin"), 0); err != nil {
-				t.Fatal(err)
-			}
-			if in := next(); len(in.Data) != 0 {
-				t.Fatalf("deletion published %q, want an empty value", in.Data)
-			}
-			var keys []string
-			if err := b.Scan(ctx, engine.DeviceKeyFilters("twin", true), func(e engine.Entry) bool { keys = append(keys, e.Key); return true }); err != nil {
-				t.Fatal(err)
-			}
-			if len(keys) != 1 || keys[0] != engine.DeviceKey("dev*1", "m.1", "twin") {
-				t.Fatalf("module keys %v", keys)
-			}
-		})
-	}
+			return in
+		}
+		rev, err := b.Create(ctx, engine.DeviceKey("dev*1", "", "twin"), []byte("one"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in := next(); in.Subject != engine.DeviceSubject("dev*1", "", "twin") || string(in.Data) != "one" {
+			t.Fatalf("got %s %q", in.Subject, in.Data)
+		}
+		// A failed compare-and-set is not published.
+		if _, err := b.Update(ctx, engine.DeviceKey("dev*1", "", "twin"), []byte("stale"), rev+100); err == nil {
+			t.Fatal("stale update succeeded")
+		}
+		if _, err := b.Put(ctx, engine.DeviceKey("dev*1", "m.1", "twin"), []byte("two")); err != nil {
+			t.Fatal(err)
+		}
+		if in := next(); in.Subject != engine.DeviceSubject("dev*1", "m.1", "twin") || string(in.Data) != "two" {
+			t.Fatalf("got %s %q, want the module's write", in.Subject, in.Data)
+		}
+		if err := b.Delete(ctx, engine.DeviceKey("dev*1", "", "twin"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if in := next(); len(in.Data) != 0 {
+			t.Fatalf("deletion published %q, want an empty value", in.Data)
+		}
+		var keys []string
+		if err := b.Scan(ctx, engine.DeviceKeyFilters("twin", true), func(e engine.Entry) bool { keys = append(keys, e.Key); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0] != engine.DeviceKey("dev*1", "m.1", "twin") {
+			t.Fatalf("module keys %v", keys)
+		}
+	})
 }

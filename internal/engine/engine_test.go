@@ -11,55 +11,48 @@ import (
 
 func TestEngineKVCompareAndSet(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			eng := open(t)
-			b, err := eng.KV(ctx, engine.BucketConfig{Name: "t"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			key := "d." + engine.EncodeToken("dev.1*>")
-			rev, err := b.Create(ctx, key, []byte("a"))
-			if err != nil {
-				t.Fatalf("create: %v", err)
-			}
-			if _, err := b.Create(ctx, key, []byte("b")); !errors.Is(err, engine.ErrExists) {
-				t.Fatalf("second create: got %v, want ErrExists", err)
-			}
-			rev2, err := b.Update(ctx, key, []byte("c"), rev)
-			if err != nil {
-				t.Fatalf("update: %v", err)
-			}
-			if _, err := b.Update(ctx, key, []byte("d"), rev); !errors.Is(err, engine.ErrRevisionMismatch) {
-				t.Fatalf("stale update: got %v, want ErrRevisionMismatch", err)
-			}
-			if err := b.Delete(ctx, key, rev); !errors.Is(err, engine.ErrRevisionMismatch) {
-				t.Fatalf("stale delete: got %v, want ErrRevisionMismatch", err)
-			}
-			got, err := b.Get(ctx, key)
-			if err != nil || string(got.Value) != "c" || got.Revision != rev2 {
-				t.Fatalf("get: got %q rev %d err %v, want c rev %d", got.Value, got.Revision, err, rev2)
-			}
-			if err := b.Delete(ctx, key, rev2); err != nil {
-				t.Fatalf("delete: %v", err)
-			}
-			if _, err := b.Get(ctx, key); !errors.Is(err, engine.ErrNotFound) {
-				t.Fatalf("get deleted: got %v, want ErrNotFound", err)
-			}
-			if _, err := b.Create(ctx, key, []byte("e")); err != nil {
-				t.Fatalf("re-create after delete: %v", err)
-			}
-			n := 0
-			if err := b.Scan(ctx, []string{"d.*"}, func(engine.Entry) bool { n++; return true }); err != nil || n != 1 {
-				t.Fatalf("scan: %d entries, err %v; want 1", n, err)
-			}
-		})
-	}
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		ctx := context.Background()
+		b, err := eng.KV(ctx, engine.BucketConfig{Name: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := "d." + engine.EncodeToken("dev.1*>")
+		rev, err := b.Create(ctx, key, []byte("a"))
+		if err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		if _, err := b.Create(ctx, key, []byte("b")); !errors.Is(err, engine.ErrExists) {
+			t.Fatalf("second create: got %v, want ErrExists", err)
+		}
+		rev2, err := b.Update(ctx, key, []byte("c"), rev)
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		if _, err := b.Update(ctx, key, []byte("d"), rev); !errors.Is(err, engine.ErrRevisionMismatch) {
+			t.Fatalf("stale update: got %v, want ErrRevisionMismatch", err)
+		}
+		if err := b.Delete(ctx, key, rev); !errors.Is(err, engine.ErrRevisionMismatch) {
+			t.Fatalf("stale delete: got %v, want ErrRevisionMismatch", err)
+		}
+		got, err := b.Get(ctx, key)
+		if err != nil || string(got.Value) != "c" || got.Revision != rev2 {
+			t.Fatalf("get: got %q rev %d err %v, want c rev %d", got.Value, got.Revision, err, rev2)
+		}
+		if err := b.Delete(ctx, key, rev2); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+		if _, err := b.Get(ctx, key); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("get deleted: got %v, want ErrNotFound", err)
+		}
+		if _, err := b.Create(ctx, key, []byte("e")); err != nil {
+			t.Fatalf("re-create after delete: %v", err)
+		}
+		n := 0
+		if err := b.Scan(ctx, []string{"d.*"}, func(engine.Entry) bool { n++; return true }); err != nil || n != 1 {
+			t.Fatalf("scan: %d entries, err %v; want 1", n, err)
+		}
+	})
 }
 
 func TestEngineDataSurvivesRestart(t *testing.T) {

@@ -13,45 +13,38 @@ import (
 
 func TestPublisherStoresInOrderAndReportsSequences(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			eng := open(t)
-			st, err := eng.Stream(ctx, engine.StreamConfig{Name: "P", Subjects: []string{"p.>"}})
-			if err != nil {
-				t.Fatal(err)
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		ctx := context.Background()
+		st, err := eng.Stream(ctx, engine.StreamConfig{Name: "P", Subjects: []string{"p.>"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := eng.NewPublisher(engine.PublisherConfig{MaxInFlight: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pub.Close(ctx)
+		const n = 500
+		pubs := make([]*engine.Pub, n)
+		for i := range pubs {
+			if pubs[i], err = pub.Publish("p.a", []byte(fmt.Sprint(i))); err != nil {
+				t.Fatalf("publish %d: %v", i, err)
 			}
-			pub, err := eng.NewPublisher(engine.PublisherConfig{MaxInFlight: 16})
-			if err != nil {
-				t.Fatal(err)
+		}
+		for i, p := range pubs {
+			seq, err := p.Wait(ctx)
+			if err != nil || seq != uint64(i+1) {
+				t.Fatalf("write %d: seq %d, err %v; want seq %d", i, seq, err, i+1)
 			}
-			defer pub.Close(ctx)
-			const n = 500
-			pubs := make([]*engine.Pub, n)
-			for i := range pubs {
-				if pubs[i], err = pub.Publish("p.a", []byte(fmt.Sprint(i))); err != nil {
-					t.Fatalf("publish %d: %v", i, err)
-				}
-			}
-			for i, p := range pubs {
-				seq, err := p.Wait(ctx)
-				if err != nil || seq != uint64(i+1) {
-					t.Fatalf("write %d: seq %d, err %v; want seq %d", i, seq, err, i+1)
-				}
-			}
-			m, err := st.Get(ctx, 250)
-			if err != nil || string(m.Data) != "249" {
-				t.Fatalf("message 250: %q, %v", m.Data, err)
-			}
-			if got := pub.InFlight(); got != 0 {
-				t.Fatalf("in flight after all acks: %d", got)
-			}
-		})
-	}
+		}
+		m, err := st.Get(ctx, 250)
+		if err != nil || string(m.Data) != "249" {
+			t.Fatalf("message 250: %q, %v", m.Data, err)
+		}
+		if got := pub.InFlight(); got != 0 {
+			t.Fatalf("in flight after all acks: %d", got)
+		}
+	})
 }
 
 func TestPublisherErrors(t *testing.T) {

@@ -14,90 +14,83 @@ import (
 
 func TestEngineQueueCapAndDelete(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			eng := open(t)
-			q, err := eng.Queue(ctx, engine.QueueConfig{Name: "Q", Prefix: "q", MaxPerKey: 3, MaxAge: time.Hour, NotifyKind: "c2d"})
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		ctx := context.Background()
+		q, err := eng.Queue(ctx, engine.QueueConfig{Name: "Q", Prefix: "q", MaxPerKey: 3, MaxAge: time.Hour, NotifyKind: "c2d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mb := eng.NewMailbox(16)
+		sub, err := mb.Subscribe(engine.DeviceSubject("dev.1*", "", "c2d"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		var seqs []uint64
+		for i := 0; i < 3; i++ {
+			seq, err := q.Append(ctx, "dev.1*", []byte(fmt.Sprint(i)), time.Minute)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("append %d: %v", i, err)
 			}
-			mb := eng.NewMailbox(16)
-			sub, err := mb.Subscribe(engine.DeviceSubject("dev.1*", "", "c2d"))
+			seqs = append(seqs, seq)
+		}
+		if _, err := q.Append(ctx, "dev.1*", []byte("x"), 0); !errors.Is(err, engine.ErrLimit) {
+			t.Fatalf("fourth append: got %v, want ErrLimit", err)
+		}
+		if _, err := q.Append(ctx, "other", []byte("y"), 0); err != nil {
+			t.Fatalf("another key is not affected: %v", err)
+		}
+		for i := 0; i < 3; i++ {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			in, err := mb.Next(ctx)
+			cancel()
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("notification %d: %v", i, err)
 			}
-			defer sub.Unsubscribe()
-			var seqs []uint64
-			for i := 0; i < 3; i++ {
-				seq, err := q.Append(ctx, "dev.1*", []byte(fmt.Sprint(i)), time.Minute)
-				if err != nil {
-					t.Fatalf("append %d: %v", i, err)
-				}
-				seqs = append(seqs, seq)
+			seq, prev := engine.AnnouncedSeq(in)
+			wantPrev := uint64(0)
+			if i > 0 {
+				wantPrev = seqs[i-1]
 			}
-			if _, err := q.Append(ctx, "dev.1*", []byte("x"), 0); !errors.Is(err, engine.ErrLimit) {
-				t.Fatalf("fourth append: got %v, want ErrLimit", err)
+			if in.Subject != engine.DeviceSubject("dev.1*", "", "c2d") || seq != seqs[i] || prev != wantPrev {
+				t.Fatalf("notified on %s of %d after %d, want %d after %d", in.Subject, seq, prev, seqs[i], wantPrev)
 			}
-			if _, err := q.Append(ctx, "other", []byte("y"), 0); err != nil {
-				t.Fatalf("another key is not affected: %v", err)
-			}
-			for i := 0; i < 3; i++ {
-				ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				in, err := mb.Next(ctx)
-				cancel()
-				if err != nil {
-					t.Fatalf("notification %d: %v", i, err)
-				}
-				seq, prev := engine.AnnouncedSeq(in)
-				wantPrev := uint64(0)
-				if i > 0 {
-					wantPrev = seqs[i-1]
-				}
-				if in.Subject != engine.DeviceSubject("dev.1*", "", "c2d") || seq != seqs[i] || prev != wantPrev {
-					t.Fatalf("notified on %s of %d after %d, want %d after %d", in.Subject, seq, prev, seqs[i], wantPrev)
-				}
-			}
-			if n, err := q.Len(ctx, "dev.1*"); err != nil || n != 3 {
-				t.Fatalf("len = %d, %v; want 3", n, err)
-			}
-			msgs, err := q.List(ctx, "dev.1*", 0, 10)
-			if err != nil || len(msgs) != 3 || string(msgs[1].Data) != "1" || msgs[1].Seq != seqs[1] {
-				t.Fatalf("list: %+v %v", msgs, err)
-			}
-			if err := q.Delete(ctx, seqs[1]); err != nil {
-				t.Fatalf("delete: %v", err)
-			}
-			if err := q.Delete(ctx, seqs[1]); !errors.Is(err, engine.ErrNotFound) {
-				t.Fatalf("second delete: got %v, want ErrNotFound", err)
-			}
-			if err := q.Delete(ctx, 1_000_000); !errors.Is(err, engine.ErrNotFound) {
-				t.Fatalf("delete beyond the end: got %v, want ErrNotFound", err)
-			}
-			if _, err := q.Get(ctx, "dev.1*", seqs[1]); !errors.Is(err, engine.ErrNotFound) {
-				t.Fatalf("get deleted: %v", err)
-			}
-			if _, err := q.Get(ctx, "other", seqs[0]); !errors.Is(err, engine.ErrNotFound) {
-				t.Fatalf("get another key's message: %v", err)
-			}
-			if _, err := q.Append(ctx, "dev.1*", []byte("3"), 0); err != nil {
-				t.Fatalf("append after delete: %v", err)
-			}
-			if err := q.Purge(ctx, "dev.1*"); err != nil {
-				t.Fatal(err)
-			}
-			if n, _ := q.Len(ctx, "dev.1*"); n != 0 {
-				t.Fatalf("len after purge = %d", n)
-			}
-			if n, _ := q.Total(ctx); n != 1 {
-				t.Fatalf("total = %d, want 1", n)
-			}
-		})
-	}
+		}
+		if n, err := q.Len(ctx, "dev.1*"); err != nil || n != 3 {
+			t.Fatalf("len = %d, %v; want 3", n, err)
+		}
+		msgs, err := q.List(ctx, "dev.1*", 0, 10)
+		if err != nil || len(msgs) != 3 || string(msgs[1].Data) != "1" || msgs[1].Seq != seqs[1] {
+			t.Fatalf("list: %+v %v", msgs, err)
+		}
+		if err := q.Delete(ctx, seqs[1]); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+		if err := q.Delete(ctx, seqs[1]); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("second delete: got %v, want ErrNotFound", err)
+		}
+		if err := q.Delete(ctx, 1_000_000); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("delete beyond the end: got %v, want ErrNotFound", err)
+		}
+		if _, err := q.Get(ctx, "dev.1*", seqs[1]); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("get deleted: %v", err)
+		}
+		if _, err := q.Get(ctx, "other", seqs[0]); !errors.Is(err, engine.ErrNotFound) {
+			t.Fatalf("get another key's message: %v", err)
+		}
+		if _, err := q.Append(ctx, "dev.1*", []byte("3"), 0); err != nil {
+			t.Fatalf("append after delete: %v", err)
+		}
+		if err := q.Purge(ctx, "dev.1*"); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := q.Len(ctx, "dev.1*"); n != 0 {
+			t.Fatalf("len after purge = %d", n)
+		}
+		if n, _ := q.Total(ctx); n != 1 {
+			t.Fatalf("total = %d, want 1", n)
+		}
+	})
 }
 
 func TestEngineTimersFireOnceAtTheEarliestTime(t *testing.T) {

@@ -39,6 +39,21 @@ var (
 	buildErr  error
 )
 
+// Each runs fn as two parallel subtests: "embedded" on Start's engine and "external" on a
+// connection to a standalone nats-server (StartExternal), for behaviour that must hold on both.
+func Each(t *testing.T, fn func(t *testing.T, eng *engine.Engine)) {
+	t.Helper()
+	for name, open := range map[string]func(testing.TB) *engine.Engine{
+		"embedded": Start,
+		"external": func(tb testing.TB) *engine.Engine { return StartExternal(tb).Connect(tb) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, open(t))
+		})
+	}
+}
+
 // NATSServerBinary builds nats-server from the module Roost depends on (once per test binary)
 // and returns its path.
 func NATSServerBinary(tb testing.TB) string {
