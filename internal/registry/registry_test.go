@@ -16,19 +16,13 @@ import (
 // backends runs a behaviour suite against the embedded engine and a standalone nats-server.
 func backends(t *testing.T, fn func(t *testing.T, reg *registry.Registry)) {
 	t.Helper()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			reg, err := registry.New(context.Background(), open(t), registry.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fn(t, reg)
-		})
-	}
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		reg, err := registry.New(context.Background(), eng, registry.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, reg)
+	})
 }
 
 func wantCode(t *testing.T, err error, code errcode.Code) {
