@@ -363,15 +363,9 @@ func TestTelemetryConsumerGroups(t *testing.T) {
 // Pending completed without error is seen by a reader that starts at the beginning.
 func TestTelemetryNothingAcknowledgedIsMissing(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			nothingAcknowledgedIsMissing(t, openPipeline(t, open(t), telemetry.Config{MaxInFlight: 64}))
-		})
-	}
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		nothingAcknowledgedIsMissing(t, openPipeline(t, eng, telemetry.Config{MaxInFlight: 64}))
+	})
 }
 
 func nothingAcknowledgedIsMissing(t *testing.T, p *telemetry.Pipeline) {
