@@ -73,15 +73,9 @@ func (f *fixture) device(t testing.TB, id string) registry.Device {
 // backends runs a behaviour suite against the embedded engine and a standalone nats-server.
 func backends(t *testing.T, fn func(t *testing.T, f *fixture)) {
 	t.Helper()
-	for name, open := range map[string]func(testing.TB) *engine.Engine{
-		"embedded": enginetest.Start,
-		"external": func(tb testing.TB) *engine.Engine { return enginetest.StartExternal(tb).Connect(tb) },
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			fn(t, newFixture(t, open(t)))
-		})
-	}
+	enginetest.Each(t, func(t *testing.T, eng *engine.Engine) {
+		fn(t, newFixture(t, eng))
+	})
 }
 
 // doc returns the twin's JSON decoded into a map.
