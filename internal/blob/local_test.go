@@ -22,26 +22,16 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/blob"
+	"github.com/roost-iot/roost/internal/blob/blobtest"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
 )
-
-// clock is a settable clock for TTLs.
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 type storeFixture struct {
 	st  *blob.Local
 	ix  *blob.Index
 	dir string
-	clk *clock
+	clk *blobtest.Clock
 }
 
 func newStore(t testing.TB, eng *engine.Engine, node string) *storeFixture {
@@ -52,22 +42,13 @@ func newStore(t testing.TB, eng *engine.Engine, node string) *storeFixture {
 // newStoreChunk opens a store whose content chunks are chunk bytes (0: the default).
 func newStoreChunk(t testing.TB, eng *engine.Engine, node string, chunk int) *storeFixture {
 	t.Helper()
-	ctx := context.Background()
 	if eng == nil {
 		eng = enginetest.Start(t)
 	}
-	ix, err := blob.OpenIndex(ctx, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := newClock()
+	clk := blobtest.NewClock()
 	dir := t.TempDir()
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Dir: dir, Index: ix, Account: "hub", Container: "fileupload",
-		Host: "hub.test", NodeID: node, Now: clk.Now, MaxBlockSize: 8 << 20, MaxPutBlobSize: 16 << 20, ChunkSize: chunk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st, ix := blobtest.Open(t, eng, blob.LocalConfig{Dir: dir, NodeID: node, Now: clk.Now,
+		MaxBlockSize: 8 << 20, MaxPutBlobSize: 16 << 20, ChunkSize: chunk})
 	return &storeFixture{st: st, ix: ix, dir: dir, clk: clk}
 }
 
@@ -684,15 +665,7 @@ func TestBlobStagesLargeBlocksInBoundedMemory(t *testing.T) {
 	ext := enginetest.StartExternal(t)
 	eng := ext.Connect(t)
 	ctx := context.Background()
-	ix, err := blob.OpenIndex(ctx, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload", Host: "hub.test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, _ := blobtest.Open(t, eng, blob.LocalConfig{})
 	const size = 100 << 20
 	runtime.GC()
 	var base runtime.MemStats
