@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/blob"
+	"github.com/roost-iot/roost/internal/blob/blobtest"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
@@ -19,44 +20,26 @@ import (
 	"github.com/roost-iot/roost/internal/upload"
 )
 
-type clock struct{ ns atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 type fixture struct {
 	eng   *engine.Engine
 	svc   *upload.Service
 	queue *upload.Queue
 	store *blob.Local
 	dw    *diag.Writer
-	clk   *clock
+	clk   *blobtest.Clock
 	start time.Time
 }
 
-func newFixture(t *testing.T, eng *engine.Engine, clk *clock) *fixture {
+func newFixture(t *testing.T, eng *engine.Engine, clk *blobtest.Clock) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	if eng == nil {
 		eng = enginetest.Start(t)
 	}
 	if clk == nil {
-		clk = newClock()
+		clk = blobtest.NewClock()
 	}
-	ix, err := blob.OpenIndex(ctx, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload",
-		Host: "hub.test", NodeID: "n1", Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, ix := blobtest.Open(t, eng, blob.LocalConfig{NodeID: "n1", Now: clk.Now})
 	dw, err := diag.NewWriter(ctx, eng, diag.Config{ResourceID: diag.ResourceID("0", "RG", "HUB")})
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +328,7 @@ func TestUploadLimitAcrossNodes(t *testing.T) {
 func TestFileNotificationQueue(t *testing.T) {
 	t.Parallel()
 	ext := enginetest.StartExternal(t)
-	clk := newClock()
+	clk := blobtest.NewClock()
 	a := newFixture(t, ext.Connect(t), clk)
 	b := newFixture(t, ext.Connect(t), clk)
 	ctx := context.Background()
