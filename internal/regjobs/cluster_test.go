@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/roost-iot/roost/internal/blob"
+	"github.com/roost-iot/roost/internal/blob/blobtest"
 	"github.com/roost-iot/roost/internal/engine"
 	"github.com/roost-iot/roost/internal/engine/enginetest"
 	"github.com/roost-iot/roost/internal/errcode"
@@ -31,15 +32,7 @@ func startNode(t *testing.T, x *enginetest.External, id string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix, err := blob.OpenIndex(ctx, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := blob.OpenLocal(ctx, blob.LocalConfig{Engine: eng, Index: ix, Account: "hub", Container: "fileupload", Host: "hub.test", NodeID: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st, _ := blobtest.Open(t, eng, blob.LocalConfig{NodeID: id})
 	svc, err := New(ctx, Config{Engine: eng, Registry: reg, Blobs: st, NodeID: id, Lease: 900 * time.Millisecond, Poll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
