@@ -13,6 +13,7 @@ import (
 
 	"github.com/roost-iot/roost/internal/auth"
 	"github.com/roost-iot/roost/internal/blob"
+	"github.com/roost-iot/roost/internal/blob/blobtest"
 	"github.com/roost-iot/roost/internal/c2d"
 	"github.com/roost-iot/roost/internal/diag"
 	"github.com/roost-iot/roost/internal/engine"
@@ -110,12 +111,8 @@ func newHub(t testing.TB, o hubOptions) *fixture {
 		api.Twins = f.twins
 	}
 	if o.blobHost != "" {
-		ix, err := blob.OpenIndex(ctx, f.eng)
-		must(err)
-		f.store, err = blob.OpenLocal(ctx, blob.LocalConfig{Engine: f.eng, Index: ix, Account: "hub", Container: "fileupload",
-			Host: o.blobHost, NodeID: "n1"})
-		must(err)
-		t.Cleanup(f.store.Close)
+		var ix *blob.Index
+		f.store, ix = blobtest.Open(t, f.eng, blob.LocalConfig{Host: o.blobHost, NodeID: "n1"})
 		api.BlobStore = f.store
 		if o.uploads {
 			q, err := upload.OpenQueue(ctx, f.eng, upload.QueueConfig{})
