@@ -176,6 +176,12 @@ func (f *fixture) deviceToken(t testing.TB, dev, mod string) string {
 		}
 		key = m.Authentication.SymmetricKey.PrimaryKey
 	}
+	return deviceSAS(t, dev, mod, key)
+}
+
+// deviceSAS signs an hour's token for a device (or module) with its key.
+func deviceSAS(t testing.TB, dev, mod, key string) string {
+	t.Helper()
 	tok, err := sas.Sign(sas.DeviceResource(host, dev, mod), key, "", time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)

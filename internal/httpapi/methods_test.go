@@ -26,7 +26,6 @@ import (
 	"github.com/roost-iot/roost/internal/metrics"
 	"github.com/roost-iot/roost/internal/mqtt"
 	"github.com/roost-iot/roost/internal/registry"
-	"github.com/roost-iot/roost/internal/sas"
 )
 
 // methodNode is one hub node with the REST API and the MQTT device endpoint: a service call
@@ -96,10 +95,7 @@ func (n *methodNode) connect(t testing.TB, clientID string, handle func(name str
 		}
 		key = m.Authentication.SymmetricKey.PrimaryKey
 	}
-	tok, err := sas.Sign(sas.DeviceResource(host, dev, mod), key, "", time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := deviceSAS(t, dev, mod, key)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(n.caPEM)
 	c := paho.NewClient(paho.NewClientOptions().AddBroker("ssl://" + n.mqttAddr).SetClientID(clientID).
