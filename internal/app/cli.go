@@ -151,6 +151,21 @@ func printJSON(w io.Writer, v any) {
 	fmt.Fprintln(w, string(b))
 }
 
+// printList writes what a list command got: the items as JSON with --output json, otherwise a
+// table with the tab-separated column names and one tab-separated row per item.
+func printList[T any](w io.Writer, output string, items []T, columns string, row func(T) string) {
+	if output == "json" {
+		printJSON(w, items)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, columns)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	_ = tw.Flush()
+}
+
 func runConnectionString(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cf clientFlags
 	fs := newFlagSet("connection-string", stderr, "roost connection-string [--policy NAME] [--device ID [--module M]]")

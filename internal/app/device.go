@@ -138,16 +138,9 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err != nil {
 			return fail(stderr, cmd, err)
 		}
-		if cf.output == "json" {
-			printJSON(stdout, devs)
-			return 0
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "DEVICE ID\tSTATUS\tCONNECTION\tAUTH\tLAST ACTIVITY")
-		for _, d := range devs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.DeviceID, d.Status, d.ConnectionState, d.Authentication.Type, timeOrNever(d.LastActivityTime))
-		}
-		_ = tw.Flush()
+		printList(stdout, cf.output, devs, "DEVICE ID\tSTATUS\tCONNECTION\tAUTH\tLAST ACTIVITY", func(d registry.Device) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", d.DeviceID, d.Status, d.ConnectionState, d.Authentication.Type, timeOrNever(d.LastActivityTime))
+		})
 		return 0
 	case "update", "enable", "disable":
 		cur, err := c.GetDevice(ctx, id)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/roost-iot/roost/internal/alerts"
@@ -97,16 +96,9 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err := ad.Do(ctx, "GET", "/events/subscriptions", nil, &subs); err != nil {
 			return fail(stderr, "events list", err)
 		}
-		if af.output == "json" {
-			printJSON(stdout, subs)
-			return 0
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tENDPOINT\tEVENTS\tSCHEMA\tATTEMPTS\tTTL")
-		for _, s := range subs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.Endpoint, typeList(s.EventTypes), s.Schema, s.MaxDeliveryAttempts, time.Duration(s.EventTimeToLive))
-		}
-		_ = tw.Flush()
+		printList(stdout, af.output, subs, "NAME\tENDPOINT\tEVENTS\tSCHEMA\tATTEMPTS\tTTL", func(s events.Subscription) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s", s.Name, s.Endpoint, typeList(s.EventTypes), s.Schema, s.MaxDeliveryAttempts, time.Duration(s.EventTimeToLive))
+		})
 		return 0
 	case "delete", "remove", "unsubscribe":
 		if len(pos) != 1 {

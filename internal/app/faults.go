@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/roost-iot/roost/internal/faults"
@@ -75,13 +74,7 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if err := ad.Do(ctx, "GET", "/faults", nil, &rules); err != nil {
 			return fail(stderr, "faults list", err)
 		}
-		if af.output == "json" {
-			printJSON(stdout, rules)
-			return 0
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tOPERATIONS\tDEVICES\tERROR\tRATE\tCOUNT LEFT\tEXPIRES")
-		for _, r := range rules {
+		printList(stdout, af.output, rules, "ID\tOPERATIONS\tDEVICES\tERROR\tRATE\tCOUNT LEFT\tEXPIRES", func(r faults.Rule) string {
 			left, exp := "-", "-"
 			if r.Count > 0 {
 				left = fmt.Sprint(r.Count)
@@ -89,9 +82,8 @@ func runFaults(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if !r.Expires.IsZero() {
 				exp = r.Expires.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%g\t%s\t%s\n", r.ID, strings.Join(r.Operations, ","), deviceList(r.Devices), r.Error, r.Rate, left, exp)
-		}
-		_ = tw.Flush()
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%g\t%s\t%s", r.ID, strings.Join(r.Operations, ","), deviceList(r.Devices), r.Error, r.Rate, left, exp)
+		})
 		return 0
 	case "remove", "delete":
 		if len(pos) != 1 {
