@@ -13,37 +13,9 @@
 # Not a pass/fail test (docs/BENCHMARKS.md).
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/roost-bench-registry.XXXXXX")
-pid=
-
-cleanup() {
-	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM # so that cleanup runs on Ctrl-C and kill too
-
-bin=${ROOST_BIN:-}
-if [[ -z $bin ]]; then
-	bin=$work/roost
-	(cd "$root" && go build -o "$bin" ./cmd/roost)
-fi
-
-# listener_flags prints "--<name>-addr 127.0.0.1:0" for every listener flag of `roost serve`
-# (HTTPS, MQTT, ...) so the hub binds only free loopback ports and never collides with another
-# hub on the machine, whatever listeners this build has.
-listener_flags() {
-	local line
-	while read -r line; do
-		[[ $line =~ ^-([a-z-]+-addr)[[:space:]] || $line =~ ^-([a-z-]+-addr)$ ]] || continue
-		[[ ${BASH_REMATCH[1]} == admin-addr ]] && continue
-		printf -- '--%s\n127.0.0.1:0\n' "${BASH_REMATCH[1]}"
-	done < <("$bin" serve --help 2>&1)
-}
+bench_name=registry
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
 mapfile -t listeners < <(listener_flags)
 
 "$bin" serve --data-dir "$work/data" "${listeners[@]}" --admin-addr 127.0.0.1:0 \
